@@ -6,7 +6,7 @@ set -eu
 PKGS="build-essential cmake pkg-config git ca-certificates
 libluajit2-5.1-dev luajit2 libcurl4-openssl-dev libuv1-dev libyaml-dev libssl-dev
 libsqlite3-dev sqlite3 lua-cjson-dev libmagic-dev zlib1g-dev
-lua-busted python3 time"
+lua-busted python3 time openssl"
 
 missing=""
 for p in $PKGS; do

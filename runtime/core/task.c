@@ -25,6 +25,7 @@
 static unsigned long next_task_id = 1;
 
 static void ready_drain(uv_idle_t *idle);
+static void task_metatable(lua_State *L);
 
 sl_rt *sl_rt_new(lua_State *L, uv_loop_t *loop)
 {
@@ -39,6 +40,7 @@ sl_rt *sl_rt_new(lua_State *L, uv_loop_t *loop)
     lua_setfield(L, LUA_REGISTRYINDEX, RT_KEY);
     lua_newtable(L);
     lua_setfield(L, LUA_REGISTRYINDEX, TASKS_KEY);
+    task_metatable(L);
     return rt;
 }
 
@@ -530,15 +532,13 @@ static int l_tostring(lua_State *L)
     return 1;
 }
 
-int luaopen_sluice_task(lua_State *L)
+/* The metatable exists from the runtime's start: the root task is spawned
+ * before any script has required sluice.task. */
+static void task_metatable(lua_State *L)
 {
     static const luaL_Reg methods[] = {
         {"join", l_join}, {"cancel", l_cancel}, {"status", l_status},
         {"id", l_id}, {NULL, NULL}};
-    static const luaL_Reg funcs[] = {
-        {"spawn", l_spawn}, {"current", l_current}, {"suspend", l_suspend},
-        {"wake", l_wake}, {"yield", l_yield}, {"sleep", l_sleep},
-        {"defer", l_defer}, {"now", l_now}, {NULL, NULL}};
     if (luaL_newmetatable(L, TASK_MT)) {
         lua_newtable(L);
         luaL_register(L, NULL, methods);
@@ -547,6 +547,15 @@ int luaopen_sluice_task(lua_State *L)
         lua_setfield(L, -2, "__tostring");
     }
     lua_pop(L, 1);
+}
+
+int luaopen_sluice_task(lua_State *L)
+{
+    static const luaL_Reg funcs[] = {
+        {"spawn", l_spawn}, {"current", l_current}, {"suspend", l_suspend},
+        {"wake", l_wake}, {"yield", l_yield}, {"sleep", l_sleep},
+        {"defer", l_defer}, {"now", l_now}, {NULL, NULL}};
+    task_metatable(L);
     lua_newtable(L);
     luaL_register(L, NULL, funcs);
     return 1;

@@ -1,0 +1,257 @@
+--- The sync engine: runs one connector's listing into a sink.
+--
+-- For each document the connector yields: give it a string _id and a
+-- _timestamp, hash its content, skip it when the hash is what the state
+-- database already holds, otherwise fetch its lazy content, clean its text
+-- and write it. After a complete listing, documents the source no longer has
+-- are deleted; after an incomplete or failed one, nothing is.
+--
+-- Outcomes: "completed", "completed_with_errors" (some documents failed, or
+-- part of the source could not be listed), "failed" (the listing or the sink
+-- broke: nothing deleted).
+-- @module sluice.engine
+local json = require("sluice.json")
+local crypto = require("sluice.crypto")
+local text = require("sluice.text")
+local task = require("sluice.task")
+local sys = require("sluice.sys")
+local log = require("sluice.log")
+local state_mod = require("sluice.state")
+local sink_mod = require("sluice.sink")
+local registry = require("sluice.registry")
+
+local M = {}
+
+M.MAX_ID_BYTES = 512
+M.BATCH = 500          -- documents between sink flush + state commit
+M.MAX_ERRORS_KEPT = 50 -- per-document errors kept in the result (all are logged)
+
+local function iso8601(t)
+  local s = math.floor(t)
+  local ms = math.floor((t - s) * 1000 + 0.5)
+  if ms >= 1000 then s, ms = s + 1, 0 end
+  return os.date("!%Y-%m-%dT%H:%M:%S", s) .. string.format(".%03dZ", ms)
+end
+M.iso8601 = iso8601
+
+local function id_string(id)
+  if type(id) == "number" then
+    if id == math.floor(id) and math.abs(id) < 2 ^ 53 then return string.format("%.0f", id) end
+    return tostring(id)
+  end
+  if type(id) == "string" and id ~= "" then return id end
+  return nil
+end
+
+-- Applies the text policy (sluice.text.clean) to every string in a value.
+local function clean_strings(v, depth)
+  if type(v) == "string" then return (text.clean(v)) end
+  if type(v) == "table" and depth < 32 then
+    for k, x in pairs(v) do
+      local c = clean_strings(x, depth + 1)
+      if c ~= x then v[k] = c end
+    end
+  end
+  return v
+end
+
+local function content_hash(doc)
+  local lazy = doc._content
+  doc._content = nil
+  local ok, encoded = pcall(json.encode_canonical, doc)
+  doc._content = lazy
+  if not ok then return nil, encoded end
+  return crypto.hex(crypto.sha256(encoded))
+end
+
+local function new_counters()
+  return { listed = 0, indexed = 0, unchanged = 0, deleted = 0, errors = 0, bytes = 0 }
+end
+
+local function progress_task(c, started)
+  return task.spawn(function()
+    while true do
+      task.sleep(0.5)
+      local dt = task.now() - started
+      sys.write(2, string.format("\r  %d listed, %d indexed, %d unchanged, %d errors, %.1f MB, %.0f docs/s   ",
+        c.listed, c.indexed, c.unchanged, c.errors, c.bytes / 1e6, c.listed / math.max(dt, 1e-3)))
+    end
+  end)
+end
+
+--- Runs a full sync of one connector entry.
+-- @param cfg the loaded configuration
+-- @param conn a connector entry from cfg.connectors
+-- @param opts { full = bool (rewrite everything), ndjson = path, progress = bool }
+-- @return result { status, counters, errors = {{id, reason}}, message, seconds, job }
+function M.sync(cfg, conn, opts)
+  opts = opts or {}
+  local started = task.now()
+  local clog = log.with({ connector = conn.id })
+  local c = new_counters()
+  local result = { status = "failed", counters = c, errors = {}, connector = conn.id }
+
+  -- Load the script afresh: a sync runs the version it started with.
+  local def, lerr = registry.load(conn.service_type)
+  if not def then result.message = lerr; return result end
+
+  local state, serr = state_mod.open(cfg.data_dir)
+  if not state then result.message = serr; return result end
+  local sink, kerr = sink_mod.open(cfg, conn, opts)
+  if not sink then state:close(); result.message = kerr; return result end
+
+  local key = conn.id
+  if opts.ndjson then key = conn.id .. "@ndjson:" .. opts.ndjson end
+  -- An embedded index that was deleted while the state survived would make
+  -- every document look unchanged: start over.
+  local n_index = sink:count()
+  if n_index == 0 and state:count(key) > 0 then
+    clog.info("index is empty but the state remembers documents: rewriting everything")
+    state:reset(key)
+  end
+
+  local job = state:start_job(key, opts.full and "full (forced)" or "full")
+  result.job = job
+  local incomplete = {}
+  local pending = 0
+
+  local function flush()
+    sink:flush()
+    state:commit()
+    pending = 0
+    state:begin()
+  end
+
+  local function doc_error(id, reason)
+    c.errors = c.errors + 1
+    reason = tostring(reason)
+    clog.warn("document error", { id = id, reason = reason })
+    if #result.errors < M.MAX_ERRORS_KEPT then
+      result.errors[#result.errors + 1] = { id = id, reason = reason }
+    end
+    state:doc_error(job, id or "?", reason)
+    if id then
+      -- Keep it from being deleted as stale; an empty hash makes the next
+      -- sync try it again.
+      if state:hash(key, id) then state:touch(key, id, job) else state:put(key, id, "", job) end
+    end
+  end
+
+  local function process(doc)
+    if type(doc) ~= "table" then
+      return doc_error(nil, "document is a " .. type(doc) .. ", not a table")
+    end
+    local id = id_string(doc._id)
+    if not id then return doc_error(nil, "document without a usable _id") end
+    id = text.clean(id)
+    if #id > M.MAX_ID_BYTES then
+      doc.original_id = id
+      id = crypto.hex(crypto.sha256(id))
+    end
+    doc._id = id
+    local ts = doc._timestamp
+    if type(ts) == "number" then doc._timestamp = iso8601(ts) end
+    -- Hash before a default _timestamp is added, or a source without
+    -- timestamps would look changed on every sync.
+    local hash, herr = content_hash(doc)
+    if not hash then return doc_error(id, "cannot encode document: " .. tostring(herr)) end
+    if doc._timestamp == nil then doc._timestamp = iso8601(sys.time()) end
+    if not opts.full and state:hash(key, id) == hash then
+      c.unchanged = c.unchanged + 1
+      state:touch(key, id, job)
+      return
+    end
+    local lazy = doc._content
+    doc._content = nil
+    if lazy ~= nil then
+      if type(lazy) ~= "function" then return doc_error(id, "_content must be a function") end
+      local ok, fields, ferr = pcall(lazy, doc)
+      if not ok then return doc_error(id, fields) end
+      if fields == nil then return doc_error(id, ferr or "content unavailable") end
+      for k, v in pairs(fields) do doc[k] = v end
+    end
+    clean_strings(doc, 0)
+    if type(doc.body) == "string" then c.bytes = c.bytes + #doc.body end
+    local ok, perr = pcall(sink.put, sink, doc)
+    if not ok then error({ fatal = "sink: " .. tostring(perr) }, 0) end
+    state:put(key, id, hash, job)
+    c.indexed = c.indexed + 1
+    pending = pending + 1
+    if pending >= M.BATCH then flush() end
+  end
+
+  local ctx = {
+    config = conn.configuration, connector_id = conn.id, index_name = conn.index_name,
+    data_dir = cfg.data_dir, log = clog,
+    http = require("sluice.http"), fs = require("sluice.fs"), json = json,
+    crypto = crypto, text = text, task = task,
+  }
+  --- Hands one document to the engine.
+  function ctx.yield(doc)
+    c.listed = c.listed + 1
+    local ok, err = xpcall(process, debug.traceback, doc)
+    if not ok then
+      -- A broken sink or state database is not a document's fault: it
+      -- fails the sync.
+      if type(err) == "table" and err.fatal then error(err.fatal, 0) end
+      doc_error(type(doc) == "table" and id_string(doc._id) or nil, err)
+    end
+  end
+  --- Reports a document that could not be read.
+  function ctx.error(id, reason) doc_error(id_string(id), reason) end
+  --- Reports a part of the source that could not be listed: nothing is
+  -- deleted after this sync.
+  function ctx.incomplete(reason)
+    incomplete[#incomplete + 1] = tostring(reason)
+    clog.warn("listing incomplete", { reason = tostring(reason) })
+  end
+
+  local progress = opts.progress and progress_task(c, started) or nil
+  state:begin()
+  local ok, err = xpcall(def.docs, debug.traceback, ctx)
+  if ok then
+    ok, err = pcall(flush)
+  end
+  if ok and #incomplete == 0 then
+    -- Complete listing: delete what the source no longer has, in batches
+    -- (the state is never read whole).
+    ok, err = pcall(function()
+      while true do
+        local ids = state:stale(key, job, M.BATCH)
+        if #ids == 0 then break end
+        for _, id in ipairs(ids) do
+          if sink:delete(id) ~= false then c.deleted = c.deleted + 1 end
+          state:forget(key, id)
+        end
+        flush()
+      end
+    end)
+  end
+  if progress then progress:cancel(); sys.write(2, "\r" .. string.rep(" ", 100) .. "\r") end
+
+  if not ok then
+    state:rollback()
+    result.status = "failed"
+    result.message = tostring(err)
+    clog.error("sync failed: nothing was deleted", { error = result.message })
+  else
+    state:commit()
+    if c.errors > 0 or #incomplete > 0 then
+      result.status = "completed_with_errors"
+      if #incomplete > 0 then
+        result.message = "listing incomplete, nothing deleted: " .. table.concat(incomplete, "; ")
+      end
+    else
+      result.status = "completed"
+    end
+  end
+  result.incomplete = incomplete
+  if sink.kind == "embedded" then result.index_count = sink:count() end
+  pcall(sink.close, sink)
+  state:end_job(job, result.status, c, result.message)
+  state:close()
+  result.seconds = task.now() - started
+  return result
+end
+
+return M

@@ -1,0 +1,7 @@
+--- The library connector authors use: `local sluice = require "sluice"`.
+-- @module sluice
+local M = {}
+
+M.connector = require("sluice.connector").define
+
+return M
