@@ -58,12 +58,17 @@ local function read_content(path, max)
   if not data then return nil, truncated_or_err end
   local fields = {}
   if text.is_gzip(data) then
-    local inner, gerr = text.gunzip(data, max)
-    if not inner then return nil, "gzip: " .. tostring(gerr) end
-    data = inner
     fields.content_encoding = "gzip"
+    local inner, gerr = text.gunzip(data, max)
+    if not inner then
+      if gerr ~= "too large" then return nil, "gzip: " .. tostring(gerr) end
+      -- Like a file over the cap: metadata only, not an error.
+      fields.content_skipped = "decompressed size over max_file_size"
+      return fields
+    end
+    data = inner
   end
-  local sample = data:sub(1, 65536)
+  local sample = data:sub(1, 8192)
   local mime, charset = fs.mime(sample, (path:gsub("%.gz$", "")))
   if mime == "application/octet-stream" and looks_like_text(sample) then
     -- libmagic calls any file with a NUL byte binary; text with a stray
