@@ -6,7 +6,10 @@ set -eu
 PKGS="build-essential cmake pkg-config git ca-certificates
 libluajit2-5.1-dev luajit2 libcurl4-openssl-dev libuv1-dev libyaml-dev libssl-dev
 libsqlite3-dev sqlite3 lua-cjson-dev libmagic-dev zlib1g-dev
-lua-busted python3 time openssl"
+libpq-dev libmariadb-dev libhiredis-dev
+libxml2-dev libzip-dev libexpat1-dev libuchardet-dev libpoppler-glib-dev
+lua-busted python3 time openssl
+postgresql-15 postgresql-client-15 mariadb-server mariadb-client redis-server poppler-utils"
 
 missing=""
 for p in $PKGS; do
@@ -23,5 +26,17 @@ SUDO=""
 export DEBIAN_FRONTEND=noninteractive
 echo "install-deps: installing$missing"
 $SUDO apt-get update -q
+# Database servers are started by the tests themselves, on loopback and a
+# free port: keep apt from starting system-wide instances of them.
+POLICY=/usr/sbin/policy-rc.d
+made_policy=0
+if [ ! -e "$POLICY" ]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$POLICY" >/dev/null
+    $SUDO chmod +x "$POLICY"
+    made_policy=1
+fi
 # luajit2 pins OpenResty's LuaJIT: the plain `luajit` package would replace it.
-$SUDO apt-get install -y -q --no-install-recommends $missing
+status=0
+$SUDO apt-get install -y -q --no-install-recommends $missing || status=$?
+[ "$made_policy" = 1 ] && $SUDO rm -f "$POLICY"
+exit $status

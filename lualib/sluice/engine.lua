@@ -105,7 +105,24 @@ function M.sync(cfg, conn, opts)
   -- An embedded index that was deleted while the state survived would make
   -- every document look unchanged: start over.
   local n_index = sink:count()
-  if n_index == 0 and state:count(key) > 0 then
+  local n_state = state:count(key)
+  if sink.each_hash and n_index and n_index ~= n_state then
+    -- The index was written by someone else or the state was lost: rebuild
+    -- the state from the index's ids and hashes, streamed (memory stays
+    -- flat). Job 0 means "not seen yet": what the listing does not see again
+    -- is deleted as usual.
+    clog.info("state out of step with the index: rebuilding it from the index",
+      { index_documents = n_index, state_documents = n_state })
+    state:reset(key)
+    state:begin()
+    local rebuilt = 0
+    sink:each_hash(function(id, hash)
+      state:put(key, id, hash or "", 0)
+      rebuilt = rebuilt + 1
+      if rebuilt % 5000 == 0 then state:commit(); state:begin() end
+    end)
+    state:commit()
+  elseif n_index == 0 and n_state > 0 then
     clog.info("index is empty but the state remembers documents: rewriting everything")
     state:reset(key)
   end
@@ -115,14 +132,23 @@ function M.sync(cfg, conn, opts)
   local incomplete = {}
   local pending = 0
 
+  local doc_error
+  -- The state is committed only after the sink has acknowledged every
+  -- document before it. A sink that writes asynchronously (Elasticsearch)
+  -- reports the documents it could not write; their hashes are cleared
+  -- before the commit so the next sync tries them again.
   local function flush()
-    sink:flush()
+    local failures = sink:flush()
+    for _, f in ipairs(type(failures) == "table" and failures or {}) do
+      c.indexed = c.indexed - 1
+      doc_error(f.id, f.reason, true)
+    end
     state:commit()
     pending = 0
     state:begin()
   end
 
-  local function doc_error(id, reason)
+  function doc_error(id, reason, written)
     c.errors = c.errors + 1
     reason = tostring(reason)
     clog.warn("document error", { id = id, reason = reason })
@@ -133,7 +159,7 @@ function M.sync(cfg, conn, opts)
     if id then
       -- Keep it from being deleted as stale; an empty hash makes the next
       -- sync try it again.
-      if state:hash(key, id) then state:touch(key, id, job) else state:put(key, id, "", job) end
+      if written or not state:hash(key, id) then state:put(key, id, "", job) else state:touch(key, id, job) end
     end
   end
 
@@ -172,7 +198,7 @@ function M.sync(cfg, conn, opts)
     end
     clean_strings(doc, 0)
     if type(doc.body) == "string" then c.bytes = c.bytes + #doc.body end
-    local ok, perr = pcall(sink.put, sink, doc)
+    local ok, perr = pcall(sink.put, sink, doc, hash)
     if not ok then error({ fatal = "sink: " .. tostring(perr) }, 0) end
     state:put(key, id, hash, job)
     c.indexed = c.indexed + 1

@@ -1,6 +1,17 @@
 --- The one sink interface the engine writes through.
 --
--- Every sink has: put(doc), delete(id) -> existed, flush(), count(), close().
+-- Every sink has:
+--   put(doc, hash)  queue or write a document (hash: its content hash, which
+--                   a remote sink may store to rebuild the state later); may
+--                   yield while the sink applies backpressure
+--   delete(id)      -> false when the document was not there
+--   flush()         -> nil | { {id=, reason=}, ... }: waits until everything
+--                   put before is acknowledged; returns the documents that
+--                   could not be written; raises when the sink itself failed
+--   count()         -> documents in the index (nil when unknown)
+--   close()
+--   each_hash(fn)   optional: fn(id, hash) for every document in the index,
+--                   streamed (rebuilds a lost state database)
 -- The embedded index (SQLite FTS5) is the default; NDJSON serves pipes and
 -- debugging; the Elasticsearch bulk indexer implements the same methods.
 -- @module sluice.sink

@@ -14,6 +14,11 @@ int luaopen_sluice_fs(lua_State *L);
 int luaopen_sluice_sqlite(lua_State *L);
 int luaopen_sluice_sink_fts(lua_State *L);
 int luaopen_sluice_sink_ndjson(lua_State *L);
+int luaopen_sluice_sink_es(lua_State *L);
+int luaopen_sluice_pg(lua_State *L);
+int luaopen_sluice_mysql(lua_State *L);
+int luaopen_sluice_redis(lua_State *L);
+int luaopen_sluice_extract(lua_State *L);
 int luaopen_cjson(lua_State *L);
 
 static const luaL_Reg modules[] = {
@@ -28,6 +33,11 @@ static const luaL_Reg modules[] = {
     {"sluice.sqlite", luaopen_sluice_sqlite},
     {"sluice.sink.fts", luaopen_sluice_sink_fts},
     {"sluice.sink.ndjson", luaopen_sluice_sink_ndjson},
+    {"sluice.sink.es", luaopen_sluice_sink_es},
+    {"sluice.pg", luaopen_sluice_pg},
+    {"sluice.mysql", luaopen_sluice_mysql},
+    {"sluice.redis", luaopen_sluice_redis},
+    {"sluice.extract", luaopen_sluice_extract},
     /* the plain cjson module, for Lua tools (busted helpers) that expect it */
     {"cjson", luaopen_cjson},
     {NULL, NULL}};
