@@ -128,7 +128,10 @@ function M.parse(text, file)
     connectors = {},
   }
   local data_dir = top.data_dir or "./.sluice"
-  cfg.data_dir = data_dir:sub(1, 1) == "/" and data_dir or (dir .. "/" .. data_dir)
+  if data_dir:sub(1, 1) ~= "/" then
+    data_dir = dir .. "/" .. data_dir:gsub("^%./", "")
+  end
+  cfg.data_dir = data_dir
 
   if type(top.connectors) ~= "table" or #top.connectors == 0 then
     if top.connectors ~= nil or not errors:failed() then
