@@ -1,10 +1,14 @@
 /* sluice.fs from C: the glob matcher's table and its worst cases (which
- * must stay polynomial), EACCES as an unprivileged user (forked and
- * setuid'd when the tests run as root, before any pool thread exists),
+ * must stay polynomial), EACCES as an unprivileged user (forked with
+ * the file-mode capabilities dropped when the tests run as root, before
+ * any pool thread exists),
  * cancelling reads in flight, and freeing a VM while reads are still on the
  * thread pool (the orphaned requests must drain without touching Lua and
  * close every fd). */
 #include "harness.h"
+
+#include <linux/capability.h>
+#include <sys/syscall.h>
 #include "io/fs.h"
 
 #include <dirent.h>
@@ -161,7 +165,23 @@ static void test_eacces(void)
     }
     pid_t pid = fork();
     if (pid == 0) {
-        if (setgid(65534) != 0 || setuid(65534) != 0)
+        /* Stay root (the checkout may live where nobody cannot read, such
+         * as /root) but drop the capabilities that bypass file modes. */
+        struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
+        struct __user_cap_data_struct data[2];
+        if (syscall(SYS_capget, &hdr, data) != 0)
+            _exit(3);
+        for (int i = 0; i < 2; i++) {
+            unsigned drop = 0;
+            if (CAP_DAC_OVERRIDE / 32 == i)
+                drop |= 1u << (CAP_DAC_OVERRIDE % 32);
+            if (CAP_DAC_READ_SEARCH / 32 == i)
+                drop |= 1u << (CAP_DAC_READ_SEARCH % 32);
+            data[i].effective &= ~drop;
+            data[i].permitted &= ~drop;
+            data[i].inheritable &= ~drop;
+        }
+        if (syscall(SYS_capset, &hdr, data) != 0)
             _exit(3);
         sl_test_lua("eacces_as_nobody", eacces_chunk);
         _exit(sl_test_failures ? 1 : 0);
