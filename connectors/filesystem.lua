@@ -8,6 +8,10 @@ local sluice = require("sluice")
 local fs = require("sluice.fs")
 local text = require("sluice.text")
 local crypto = require("sluice.crypto")
+local extract = require("sluice.extract")
+
+-- Seconds one file may take to extract (a PDF worker is killed after it).
+local EXTRACT_TIMEOUT = 30
 
 -- MIME types whose bytes are text worth indexing as they are.
 local TEXT_TYPES = {
@@ -17,6 +21,13 @@ local TEXT_TYPES = {
   ["application/x-yaml"] = true, ["application/toml"] = true, ["application/csv"] = true,
   ["application/x-tex"] = true, ["application/x-troff-man"] = true, ["image/svg+xml"] = true,
   ["application/x-wine-extension-ini"] = true, ["application/x-awk"] = true,
+}
+
+-- Text types whose bytes are markup or data, not the text itself.
+local EXTRACTED_TEXT = {
+  ["text/html"] = true, ["application/xhtml+xml"] = true, ["application/xml"] = true,
+  ["text/xml"] = true, ["application/json"] = true, ["text/csv"] = true,
+  ["application/csv"] = true, ["text/tab-separated-values"] = true, ["text/rtf"] = true,
 }
 
 local function is_text(mime)
@@ -69,6 +80,7 @@ local function read_content(path, max)
     data = inner
   end
   local sample = data:sub(1, 8192)
+  local name = path:match("([^/]*)$"):gsub("%.gz$", "")
   local mime, charset = fs.mime(sample, (path:gsub("%.gz$", "")))
   if mime == "application/octet-stream" and looks_like_text(sample) then
     -- libmagic calls any file with a NUL byte binary; text with a stray
@@ -77,8 +89,36 @@ local function read_content(path, max)
   end
   fields.mime_type = mime
   if charset then fields.charset = charset end
-  if is_text(mime) and #data <= max then
+  if #data > max then return fields end
+  -- Plain UTF-8 text is indexed as it is (the engine's hygiene does the
+  -- rest); everything else goes through extraction: markup to visible text,
+  -- legacy charsets to UTF-8, PDF and office formats to their text.
+  if is_text(mime) and not EXTRACTED_TEXT[mime] and text.utf8_valid((data:gsub("%z", ""))) then
     fields.body = data
+    return fields
+  end
+  local res, err, partial = extract.text(data, {
+    name = name, max_input = max, timeout = EXTRACT_TIMEOUT,
+    -- text that libmagic recognised but that is not UTF-8: convert it,
+    -- even when a stray NUL makes it look binary to the detector
+    type = (is_text(mime) and not EXTRACTED_TEXT[mime]) and "text" or nil,
+  })
+  local info = res or partial or {}
+  fields.content_title = info.title
+  fields.author = info.author
+  fields.content_created = info.created
+  fields.content_modified = info.modified
+  fields.pages = info.pages
+  if info.no_text then fields.no_text = true end
+  if info.truncated then fields.truncated = true end
+  if res then
+    fields.body = res.text
+  elseif err == "encrypted" then
+    -- the file exists and is findable by its metadata; its text is not ours
+    fields.encrypted = true
+    fields.content_error = err
+  elseif not err:match("^unsupported") then
+    return nil, "extract: " .. err
   end
   return fields
 end
@@ -86,7 +126,7 @@ end
 return sluice.connector {
   name = "filesystem",
   title = "Local filesystem",
-  description = "Indexes the files under local directories: metadata for every file, the text of text files (gzip-compressed ones included).",
+  description = "Indexes the files under local directories: metadata for every file, and the text of every format sluice.extract reads (text in any charset, HTML, XML, JSON, CSV, PDF, office documents, mail; gzip-compressed ones included).",
   configuration = {
     path = { type = "list", label = "Paths", required = true, order = 1,
       description = "directories (or files) to index; relative paths are relative to the configuration file" },

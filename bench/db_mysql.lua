@@ -1,0 +1,134 @@
+--- Bench: MariaDB rows out through sluice, at 100k and 1M rows.
+--
+-- Starts a throwaway MariaDB (spec/fixtures/servers/mariadb.sh), fills one
+-- table per size with generated rows of eight columns (bigint key, varchar,
+-- int, decimal, boolean, timestamp, JSON, ~100 bytes of text), then
+-- measures, for each size:
+--   driver  sluice.mysql cursor alone (fetch_size 5000), in this process
+--   ndjson  `sluice sync --ndjson /dev/null`: connector + engine + state DB
+--   es      `sluice sync` into bench/discard.c (a minimal Elasticsearch that
+--           stores nothing), when a C compiler can build it
+-- Rows/s and the peak RSS of the sync process (/usr/bin/time %M): flat from
+-- 100k to 1M rows means memory does not follow the table's size.
+-- Usage: sluice lua bench/db_mysql.lua [ROWS ...]   (default 100000 1000000)
+-- Prints one JSON line per measurement, then a table.
+package.path = "./?.lua;" .. package.path
+local mysql = require("sluice.mysql")
+local task = require("sluice.task")
+local json = require("sluice.json")
+local fixture = require("spec.fixtures.servers.mariadb")
+
+local sizes = {}
+for i, a in ipairs(arg or {}) do sizes[i] = assert(tonumber(a), "ROWS must be numbers") end
+if #sizes == 0 then sizes = { 100000, 1000000 } end
+
+local function sh(cmd)
+  local p = io.popen(cmd)
+  local out = p:read("*a")
+  p:close()
+  return out
+end
+
+local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+
+local bin = sh("readlink -f /proc/$PPID/exe"):gsub("%s+$", "")
+if not bin:match("sluice") then bin = sh("readlink -f /proc/self/exe"):gsub("%s+$", "") end
+local server = assert(fixture.start())
+local results = {}
+
+local function record(r)
+  results[#results + 1] = r
+  print(json.encode(r))
+end
+
+local ok, err = pcall(function()
+  local conn = assert(mysql.connect(server.opts))
+  local dir = sh("mktemp -d /tmp/sluice-bench.XXXXXX"):gsub("%s+$", "")
+  local discard_port, discard_pid, discard_pipe
+  if os.execute("cc -O2 -o " .. dir .. "/discard bench/discard.c 2>/dev/null") == 0 then
+    -- exec: discard's parent must be this process, as it dies with its
+    -- parent (PR_SET_PDEATHSIG); it prints its port, then its PID
+    discard_pipe = io.popen("exec " .. dir .. "/discard 0")
+    discard_port = tonumber(discard_pipe:read("*l"))
+    discard_pid = tonumber(discard_pipe:read("*l"))
+  end
+
+  for _, n in ipairs(sizes) do
+    local tname = "bench_" .. n
+    local t0 = task.now()
+    assert(conn:query("CREATE TABLE " .. tname .. " (id BIGINT PRIMARY KEY, name VARCHAR(40), qty INT, "
+      .. "price DECIMAL(10,2), active BOOLEAN, updated_at TIMESTAMP NULL, tags JSON, payload TEXT)"))
+    assert(conn:query("INSERT INTO " .. tname .. " SELECT seq, CONCAT('item ', seq), seq % 1000, "
+      .. "(seq % 100000) / 100, seq % 2 = 0, TIMESTAMP '2024-01-01 00:00:00' + INTERVAL seq SECOND, "
+      .. "JSON_ARRAY(CONCAT('tag', seq % 7), CONCAT('tag', seq % 11)), REPEAT(MD5(seq), 3) "
+      .. "FROM seq_1_to_" .. n))
+    io.stderr:write(string.format("created %s in %.1fs\n", tname, task.now() - t0))
+
+    -- driver alone
+    collectgarbage()
+    t0 = task.now()
+    local cur = assert(conn:cursor("SELECT * FROM " .. tname, nil, { fetch_size = 5000 }))
+    local got = 0
+    while true do
+      local rows = assert(cur:fetch())
+      if #rows == 0 then break end
+      got = got + #rows
+    end
+    cur:close()
+    local dt = task.now() - t0
+    assert(got == n)
+    record({ leg = "driver", rows = n, seconds = dt, rows_per_s = n / dt })
+
+    -- the whole sync, through the CLI
+    local function sync_leg(leg, es_block, extra)
+      local cfgfile = string.format("%s/%s-%d.yml", dir, leg, n)
+      local f = assert(io.open(cfgfile, "w"))
+      f:write(string.format([[
+data_dir: %s/data-%s-%d
+%sconnectors:
+  - id: bench
+    service_type: mysql
+    index_name: bench-mysql-%d
+    configuration:
+      host: 127.0.0.1
+      port: %d
+      user: %s
+      password: ${BENCH_MYSQL_PWD}
+      database: %s
+      tables: %s
+      fetch_size: 5000
+]], dir, leg, n, es_block, n, server.port, fixture.user, fixture.database, tname))
+      f:close()
+      local out = sh(string.format("BENCH_MYSQL_PWD=%s /usr/bin/time -f 'TIME %%e %%M' %s sync %s --json --no-progress %s 2>&1",
+        q(fixture.password), bin, cfgfile, extra))
+      local secs, kb = out:match("TIME ([%d.]+) (%d+)")
+      -- the summary is the JSON line with a status (log lines may come first)
+      local summary = {}
+      for line in out:gmatch("[^\n]+") do
+        local okj, v = pcall(json.decode, line)
+        if okj and type(v) == "table" and v.status then summary = v end
+      end
+      assert(summary.status == "completed", out)
+      assert(summary.indexed == n, out)
+      record({ leg = leg, rows = n, seconds = tonumber(secs), rows_per_s = n / tonumber(secs),
+        peak_rss_kb = tonumber(kb) })
+    end
+    sync_leg("ndjson", "", "--ndjson /dev/null")
+    if discard_port then
+      sync_leg("es", "elasticsearch:\n  host: http://127.0.0.1:" .. discard_port .. "\n", "")
+    end
+    assert(conn:query("DROP TABLE " .. tname))
+  end
+  conn:close()
+  if discard_pid then os.execute("kill " .. discard_pid) end
+  if discard_pipe then discard_pipe:close() end
+  os.execute("rm -rf " .. dir)
+end)
+fixture.stop(server)
+if not ok then error(err, 0) end
+
+print(string.format("\n%-8s %10s %10s %12s %14s", "leg", "rows", "seconds", "rows/s", "peak RSS (MB)"))
+for _, r in ipairs(results) do
+  print(string.format("%-8s %10d %10.2f %12.0f %14s", r.leg, r.rows, r.seconds, r.rows_per_s,
+    r.peak_rss_kb and string.format("%.1f", r.peak_rss_kb / 1024) or "-"))
+end

@@ -1,0 +1,127 @@
+/*
+ * Reading zip containers (OOXML, ODF) from memory, with caps enforced while
+ * inflating, and feeding their XML parts to expat safely.
+ *
+ * A zip's declared sizes are attacker-controlled, so nothing here trusts
+ * them: bytes are counted as they come out of the inflater, per entry and per
+ * archive, and reading stops with SL_ZIP_TOOBIG the moment a cap is passed,
+ * or with SL_ZIP_BADSIZE the moment an entry passes its declared size.
+ * Buffers grow with what was actually read, never with what a header says.
+ *
+ * XML parts are parsed by expat as they inflate (no whole-part buffer). A
+ * parser made by sl_xml_parser_new() refuses documents that declare entities
+ * (billion laughs and friends never get to expand), and its user data must
+ * start with an sl_xml_base so a handler can stop the parse with a reason.
+ */
+#ifndef SL_EXTRACT_ZIP_H
+#define SL_EXTRACT_ZIP_H
+
+#include <expat.h>
+#include <stddef.h>
+
+typedef struct sl_zip sl_zip;
+
+/* Inflated-byte caps; 0 means no cap. */
+typedef struct {
+    size_t max_entry; /* per entry */
+    size_t max_total; /* summed over every entry read from one archive */
+    /* polled once per inflated chunk; nonzero ends the read with
+     * SL_ZIP_TIMEOUT (NULL: never) */
+    int (*expired)(const void *arg);
+    const void *expired_arg;
+} sl_zip_caps;
+
+enum {
+    SL_ZIP_OK = 0,
+    SL_ZIP_NOTFOUND, /* no such entry */
+    SL_ZIP_TOOBIG,   /* an inflated-size cap was reached */
+    SL_ZIP_CORRUPT,  /* not a zip, truncated, bad CRC, unsupported method */
+    SL_ZIP_ENCRYPTED,
+    SL_ZIP_BADXML,   /* malformed XML in a part */
+    SL_ZIP_ENTITY,   /* the XML declares entities: refused */
+    SL_ZIP_STOPPED,  /* a sink or handler asked to stop (see sl_xml_base) */
+    SL_ZIP_NOMEM,
+    SL_ZIP_TIMEOUT,
+    SL_ZIP_BADSIZE   /* an entry inflates past its declared size */
+};
+
+/* Opens the archive in buf[0..len) without copying it: buf must outlive the
+ * sl_zip. Returns NULL with *code set (SL_ZIP_CORRUPT or SL_ZIP_NOMEM). */
+sl_zip *sl_zip_open(const void *buf, size_t len, const sl_zip_caps *caps, int *code);
+void sl_zip_close(sl_zip *z);
+
+/* 1 when the archive holds an entry named `name` (exact, then ignoring case,
+ * as OPC part names are case-insensitive). */
+int sl_zip_has(sl_zip *z, const char *name);
+long sl_zip_count(sl_zip *z);
+/* The name of entry i, owned by the sl_zip; NULL past the end. */
+const char *sl_zip_name(sl_zip *z, long i);
+/* Inflated bytes read so far from this archive. */
+size_t sl_zip_total(const sl_zip *z);
+
+/* Called with each inflated chunk; a nonzero return stops the read, which
+ * then returns that value. */
+typedef int (*sl_zip_sink_fn)(void *ud, const char *chunk, size_t n);
+
+/* Streams entry `name` through fn. Returns SL_ZIP_OK or an error code. */
+int sl_zip_stream(sl_zip *z, const char *name, sl_zip_sink_fn fn, void *ud);
+
+/* Reads entry `name` whole into a malloc'd, NUL-terminated buffer the caller
+ * frees. On error *out is NULL. */
+int sl_zip_read(sl_zip *z, const char *name, char **out, size_t *outlen);
+
+/* A short lowercase message for a code ("zip bomb: inflated size limit"). */
+const char *sl_zip_strerror(int code);
+
+/* ---- XML parts -------------------------------------------------------- */
+
+/* Every parser context starts with this; handlers stop a parse with
+ * sl_xml_stop(), which records why. */
+typedef struct {
+    XML_Parser parser;
+    int status; /* SL_ZIP_OK, or why the parse was stopped */
+} sl_xml_base;
+
+/* A namespace-aware parser ("uri|local" names) with `ctx` (which starts with
+ * an sl_xml_base) as user data, that refuses entity declarations. NULL when
+ * out of memory. */
+XML_Parser sl_xml_parser_new(sl_xml_base *ctx);
+void sl_xml_stop(sl_xml_base *ctx, int status);
+
+/* Parses entry `name` with the parser in ctx as it inflates. */
+int sl_zip_parse_xml(sl_zip *z, const char *name, sl_xml_base *ctx);
+
+/* Parses buf[0..len) with the parser in ctx (for XML not in a zip). */
+int sl_xml_parse_buffer(sl_xml_base *ctx, const char *buf, size_t len);
+
+/* Namespaces the office formats use; OOXML's transitional and strict URIs
+ * map to the same id. */
+enum {
+    SL_NS_OTHER = 0,
+    SL_NS_W, SL_NS_A, SL_NS_P, SL_NS_S, SL_NS_R, SL_NS_MC, SL_NS_PKGREL,
+    SL_NS_DC, SL_NS_DCTERMS, SL_NS_OFFICE, SL_NS_TEXT, SL_NS_TABLE,
+    SL_NS_DRAW, SL_NS_META, SL_NS_PRESENTATION, SL_NS_MANIFEST
+};
+
+/* The namespace id of an expat "uri|local" name; *local gets the local
+ * part. */
+int sl_xml_ns(const char *name, const char **local);
+/* The value of attribute (ns, local) in expat's atts array, or NULL. */
+const char *sl_xml_attr(const char **atts, int ns, const char *local);
+
+/* ---- glue to the extraction result (extract.h) -------------------------- */
+
+struct sl_extract_result;
+struct sl_extract_limits;
+
+/* Opens buf with lim's caps (what is left of the per-file budget in
+ * out->inflated, the deadline); on failure sets out->err and returns NULL. */
+sl_zip *sl_zip_open_for(const char *buf, size_t len, const struct sl_extract_limits *lim,
+                        struct sl_extract_result *out);
+/* Adds what z inflated to out->inflated and closes z. */
+void sl_zip_done(sl_zip *z, struct sl_extract_result *out);
+/* Turns a zip/xml code into an extractor return: SL_ZIP_OK, and a stop
+ * because the text is full, are SL_EXTRACT_OK; others set out->err. */
+int sl_zip_result(struct sl_extract_result *out, int code);
+
+#endif
