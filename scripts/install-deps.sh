@@ -8,7 +8,7 @@ libluajit2-5.1-dev luajit2 libcurl4-openssl-dev libuv1-dev libyaml-dev libssl-de
 libsqlite3-dev sqlite3 lua-cjson-dev libmagic-dev zlib1g-dev
 libpq-dev libmariadb-dev libhiredis-dev
 libxml2-dev libzip-dev libexpat1-dev libuchardet-dev libpoppler-glib-dev
-lua-busted python3 time openssl
+lua-busted python3 time openssl clang libclang-rt-14-dev
 postgresql-15 postgresql-client-15 mariadb-server mariadb-client redis-server poppler-utils"
 
 missing=""

@@ -4,7 +4,7 @@
 # unit tests (ctest) and the busted specs (inside the sluice binary) against
 # both builds.
 #   scripts/test.sh            everything
-#   scripts/test.sh --quick    normal build only
+#   scripts/test.sh --quick    normal build only, no fuzzing
 set -eu
 cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh
@@ -27,5 +27,11 @@ run_suite() {
 }
 
 run_suite build
-[ "$QUICK" = 1 ] || run_suite build-asan
+if [ "$QUICK" = 0 ]; then
+    run_suite build-asan
+    # A short libFuzzer run of every extractor entry point and the YAML
+    # loader; `spec/fuzz/run.sh 3600` is the long one.
+    echo "== fuzz (short)"
+    ./spec/fuzz/run.sh 20
+fi
 echo "== all tests passed"
