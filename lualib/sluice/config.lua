@@ -19,7 +19,8 @@ local TOP = {
     description = "where the state database and the embedded index live (relative to this file)" },
   log_level = { type = "str", options = { "debug", "info", "warn", "error" } },
   connectors = { type = "any", required = true },
-  elasticsearch = { type = "map", description = "Elasticsearch/OpenSearch output (replaces the embedded index)" },
+  elasticsearch = { type = "map",
+    description = "Elasticsearch/OpenSearch output (replaces the embedded index; keys: sluice.es.config)" },
 }
 
 local CONNECTOR = {
@@ -124,9 +125,20 @@ function M.parse(text, file)
   local dir = file:match("^(.*)/[^/]*$") or "."
   local cfg = {
     file = file, dir = dir, positions = positions,
-    log_level = top.log_level, elasticsearch = top.elasticsearch,
-    connectors = {},
+    log_level = top.log_level, connectors = {},
   }
+  if top.elasticsearch ~= nil then
+    -- Validated by its own schema (sluice.es.config), nested keys included.
+    local esconf = require("sluice.es.config")
+    local es, eerrs = esconf.validate(top.elasticsearch)
+    if es then
+      if es.ca_certs and es.ca_certs:sub(1, 1) ~= "/" then es.ca_certs = dir .. "/" .. es.ca_certs end
+      for _, s in ipairs(esconf.secrets(es)) do log.add_secret(s) end
+      cfg.elasticsearch = es
+    else
+      add_schema_errors(errors, "elasticsearch", eerrs)
+    end
+  end
   local data_dir = top.data_dir or "./.sluice"
   if data_dir:sub(1, 1) ~= "/" then
     data_dir = dir .. "/" .. data_dir:gsub("^%./", "")

@@ -127,6 +127,9 @@ function M.sync(cfg, conn, opts)
     state:reset(key)
   end
 
+  -- With nothing remembered (a first sync), every document is new: skip
+  -- the per-document lookup.
+  local remembered = state:count(key) > 0
   local job = state:start_job(key, opts.full and "full (forced)" or "full")
   result.job = job
   local incomplete = {}
@@ -182,7 +185,7 @@ function M.sync(cfg, conn, opts)
     local hash, herr = content_hash(doc)
     if not hash then return doc_error(id, "cannot encode document: " .. tostring(herr)) end
     if doc._timestamp == nil then doc._timestamp = iso8601(sys.time()) end
-    if not opts.full and state:hash(key, id) == hash then
+    if remembered and not opts.full and state:hash(key, id) == hash then
       c.unchanged = c.unchanged + 1
       state:touch(key, id, job)
       return
@@ -272,7 +275,8 @@ function M.sync(cfg, conn, opts)
     end
   end
   result.incomplete = incomplete
-  if sink.kind == "embedded" then result.index_count = sink:count() end
+  -- A remote index is counted (after a refresh) only when it answered.
+  if sink.kind == "embedded" or (ok and sink.kind == "elasticsearch") then result.index_count = sink:count() end
   pcall(sink.close, sink)
   state:end_job(job, result.status, c, result.message)
   state:close()

@@ -45,7 +45,7 @@ function M.open(cfg, conn, opts)
     }
   end
   if cfg.elasticsearch then
-    return nil, "the elasticsearch output is not built yet: remove the elasticsearch: section to use the embedded index"
+    return require("sluice.es.sink").open(cfg.elasticsearch, conn)
   end
   local idx, err = fts.open(M.index_path(cfg.data_dir), conn.index_name)
   if not idx then return nil, "cannot open embedded index: " .. tostring(err) end
