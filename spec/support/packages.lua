@@ -6,7 +6,21 @@
 -- the main, -updates and -security lists can repeat a package.
 local M = {}
 
-M.GLOB = "/var/lib/apt/lists/*_Packages.lz4"
+-- Plain on a stock Debian, lz4 where apt is told to compress its lists:
+-- apt-helper cat-file reads either.
+M.DIR = "/var/lib/apt/lists"
+
+local function list_files()
+  local p = io.popen("ls -1 " .. M.DIR .. " 2>/dev/null")
+  local files = {}
+  for name in p:lines() do
+    if name:match("_Packages$") or name:match("_Packages%.%w+$") then
+      files[#files + 1] = "'" .. M.DIR .. "/" .. name .. "'"
+    end
+  end
+  p:close()
+  return files
+end
 M.HELPER = "/usr/lib/apt/apt-helper"
 
 --- The columns every record has (nil where a package has no such field),
@@ -28,10 +42,7 @@ local NUMERIC = { installed_size = true, size = true }
 
 --- Whether the lists are there; -> true | nil, reason.
 function M.available()
-  local p = io.popen("ls " .. M.GLOB .. " 2>/dev/null")
-  local out = p:read("*a")
-  p:close()
-  if out == "" then return nil, "no apt lists in /var/lib/apt/lists (run apt-get update)" end
+  if #list_files() == 0 then return nil, "no apt lists in /var/lib/apt/lists (run apt-get update)" end
   local f = io.open(M.HELPER, "rb")
   if not f then return nil, M.HELPER .. " is missing" end
   f:close()
@@ -43,7 +54,7 @@ end
 function M.load(limit)
   local ok, why = M.available()
   if not ok then return nil, why end
-  local p = io.popen(M.HELPER .. " cat-file " .. M.GLOB .. " 2>/dev/null")
+  local p = io.popen(M.HELPER .. " cat-file " .. table.concat(list_files(), " ") .. " 2>/dev/null")
   local out, seen = {}, {}
   local rec, last = {}, nil
   local function finish()
