@@ -805,5 +805,12 @@ int luaopen_sluice_extract(lua_State *L)
     lua_pop(L, 1);
     lua_newtable(L);
     luaL_register(L, NULL, funcs);
+    /* extract.pdf: whether this build reads PDF text (poppler is optional) */
+#ifdef SLUICE_WITH_POPPLER
+    lua_pushboolean(L, 1);
+#else
+    lua_pushboolean(L, 0);
+#endif
+    lua_setfield(L, -2, "pdf");
     return 1;
 }

@@ -190,7 +190,8 @@ static void test_hostile_text(void)
     sl_extract_result_free(&r);
 }
 
-static char *slurp(const char *path, size_t *len)
+/* unused in a build without poppler */
+__attribute__((unused)) static char *slurp(const char *path, size_t *len)
 {
     FILE *f = fopen(path, "rb");
     if (!f)
