@@ -9,7 +9,8 @@ libsqlite3-dev sqlite3 lua-cjson-dev libmagic-dev zlib1g-dev
 libpq-dev libmariadb-dev libhiredis-dev
 libxml2-dev libzip-dev libexpat1-dev libuchardet-dev libpoppler-glib-dev
 lua-busted python3 time openssl clang libclang-rt-14-dev
-postgresql-15 postgresql-client-15 mariadb-server mariadb-client redis-server poppler-utils"
+postgresql-15 postgresql-client-15 mariadb-server mariadb-client redis-server poppler-utils
+libreoffice-writer-nogui libreoffice-calc-nogui libreoffice-impress-nogui"
 
 missing=""
 for p in $PKGS; do

@@ -232,15 +232,58 @@ describe("Office files from Debian packages", function()
 end)
 
 describe("LibreOffice round trips", function()
-  it("converts the generated DOCX to ODT and reads the same words", function()
+  -- Variants of the generated corpus written by a real office suite: the
+  -- same words must come out of each format.
+  local out = FX .. "/lo"
+  local function convert(src, fmt)
     if not sh("command -v soffice >/dev/null 2>&1") then
-      pending("soffice is not installed (LibreOffice is ~600 MB; the generated corpus covers the formats)")
-      return
+      pending("soffice is not installed (scripts/install-deps.sh installs LibreOffice)")
+      return nil
     end
-    local out = FX .. "/lo"
-    assert(sh("soffice --headless --convert-to odt --outdir " .. out .. " " .. FX .. "/sample.docx >/dev/null 2>&1"))
-    local r = assert(file(out .. "/sample.odt"))
+    local dir = out .. "/" .. fmt
+    assert(sh("HOME=\"$PWD/" .. out .. "\" soffice --headless --convert-to " .. fmt .. " --outdir " ..
+      dir .. " " .. FX .. "/" .. src .. " >/dev/null 2>&1"))
+    return assert(file(dir .. "/" .. src:gsub("%.%w+$", "." .. fmt)))
+  end
+
+  it("converts the generated DOCX to ODT and reads the same words", function()
+    local r = convert("sample.docx", "odt")
+    if not r then return end
     assert.is_truthy(r.text:find("Quarterly report", 1, true))
     assert.is_truthy(r.text:find("North and East\t1,200", 1, true))
+  end)
+
+  it("reads the DOCX's text back out of LibreOffice's RTF", function()
+    local r = convert("sample.docx", "rtf")
+    if not r then return end
+    for _, line in ipairs({ "Quarterly report", "Revenue grew\t12%", "Zürich – naïve 日本",
+      "Region\tSales", "North and East\t1,200" }) do
+      assert.is_truthy(r.text:find("\n" .. line .. "\n", 1, true), line)
+    end
+  end)
+
+  it("reads the DOCX's text back out of LibreOffice's PDF", function()
+    local r = convert("sample.docx", "pdf")
+    if not r then return end
+    assert.are.equal(1, r.pages)
+    for _, line in ipairs({ "Quarterly report", "Zürich – naïve 日本", "second line" }) do
+      assert.is_truthy(r.text:find(line, 1, true), line)
+    end
+  end)
+
+  it("gives the same text for the XLSX and its ODS conversion", function()
+    local r = convert("sample.xlsx", "ods")
+    if not r then return end
+    local x = assert(file(FX .. "/sample.xlsx"))
+    assert.are.equal(x.text, r.text)
+  end)
+
+  it("reads slides and notes out of the PPTX's ODP conversion", function()
+    local r = convert("sample.pptx", "odp")
+    if not r then return end
+    assert.are.equal(2, r.pages)
+    for _, line in ipairs({ "Agenda", "First point", "Speaker notes here", "Results" }) do
+      assert.is_truthy(r.text:find(line, 1, true), line)
+    end
   end)
 end)
