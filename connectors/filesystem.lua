@@ -47,6 +47,19 @@ local function doc_id(path)
   return "path-sha256:" .. crypto.hex(crypto.sha256(path))
 end
 
+-- Collapses "//", "/./" and "dir/.." in an absolute path, textually.
+local function normalize(p)
+  local parts = {}
+  for seg in p:gmatch("[^/]+") do
+    if seg == ".." then
+      if #parts > 0 then parts[#parts] = nil end
+    elseif seg ~= "." then
+      parts[#parts + 1] = seg
+    end
+  end
+  return "/" .. table.concat(parts, "/")
+end
+
 local function matches_any(patterns, rel)
   for _, p in ipairs(patterns) do
     if fs.glob_match(p, rel) then return true end
@@ -143,7 +156,10 @@ return sluice.connector {
   validate = function(ctx)
     local errs = {}
     for i, p in ipairs(ctx.config.path) do
-      if p:sub(1, 1) ~= "/" then p = ctx.dir .. "/" .. p; ctx.config.path[i] = p end
+      -- Ids are paths: make them the same however the config was named
+      -- and wherever sluice runs from.
+      p = normalize(p:sub(1, 1) == "/" and p or (ctx.dir .. "/" .. p))
+      ctx.config.path[i] = p
       local st, err = fs.stat(p)
       if not st then
         errs[#errs + 1] = { path = "path[" .. i .. "]", message = p .. ": " .. tostring(err) }
@@ -206,13 +222,26 @@ return sluice.connector {
             for name in it do
               local path = dir .. "/" .. name
               local rel = rel_dir == "" and name or (rel_dir .. "/" .. name)
-              local est, eerr = fs.lstat(path)
+              local est, eerr, ecode = fs.lstat(path)
               if not est then
-                ctx.log.debug("skipping vanished entry", { path = path, reason = eerr })
+                if ecode == "ENOENT" then
+                  ctx.log.debug("skipping vanished entry", { path = path })
+                else
+                  -- EACCES (a folder we may list but not enter),
+                  -- ENAMETOOLONG...: the entry exists but is unseen, so it
+                  -- must not be deleted as gone.
+                  ctx.incomplete(path .. ": " .. tostring(eerr))
+                end
               elseif est.type == "link" then
                 if cfg.follow_symlinks then
-                  est, eerr = fs.stat(path)
-                  if not est then ctx.log.debug("skipping broken symlink", { path = path, reason = eerr }) end
+                  est, eerr, ecode = fs.stat(path)
+                  if not est then
+                    if ecode == "ENOENT" or ecode == "ELOOP" then
+                      ctx.log.debug("skipping broken symlink", { path = path, reason = eerr })
+                    else
+                      ctx.incomplete(path .. ": " .. tostring(eerr))
+                    end
+                  end
                 else
                   est = nil
                 end

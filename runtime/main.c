@@ -5,6 +5,7 @@
  */
 #include "core/vm.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -12,6 +13,9 @@ int main(int argc, char **argv)
 {
     const char *home = NULL;
     int first = 1;
+    /* A closed pipe (sluice sync --ndjson - | head) is a write error the
+     * sink reports and the sync fails on, not a silent death by SIGPIPE. */
+    signal(SIGPIPE, SIG_IGN);
     if (argc > 2 && strcmp(argv[1], "--home") == 0) {
         home = argv[2];
         first = 3;

@@ -58,8 +58,9 @@ has are deleted once the whole source has been listed.
 Options:
   --connector ID   sync only this connector
   --full           rewrite every document, even unchanged ones
-  --ndjson PATH    write documents as NDJSON to PATH ("-" for stdout)
-                   instead of the index
+  --ndjson PATH    export every document as NDJSON to PATH ("-" for
+                   stdout) instead of writing the index; the index and its
+                   state are left untouched
   --json           print the summary as JSON
   --no-progress    no progress line, even on a terminal
 
@@ -185,6 +186,33 @@ local function fmt_bytes(n)
   return string.format("%d B", n)
 end
 
+-- A value for a terminal: control characters (a file name with a newline)
+-- shown as escapes rather than breaking the layout.
+local function printable(v)
+  return (tostring(v):gsub("%c", function(ch) return string.format("\\x%02x", ch:byte()) end))
+end
+
+-- A job's message for a summary: redacted, without the traceback (the log
+-- has it).
+local function summary_message(m)
+  if m == nil then return nil end
+  return log.redact((tostring(m):gsub("\nstack traceback:.*", "")))
+end
+
+local function redact_errors(errors)
+  local out = {}
+  for i, e in ipairs(errors) do out[i] = { id = e.id, reason = log.redact(tostring(e.reason)) } end
+  return out
+end
+
+-- A non-negative decimal integer no larger than max, or nil.
+local function count_arg(v, max)
+  if type(v) ~= "string" or not v:match("^%d+$") then return nil end
+  local n = tonumber(v)
+  if n > max then return nil end
+  return n
+end
+
 local commands = {}
 
 function commands.sync(args)
@@ -216,8 +244,8 @@ function commands.sync(args)
         connector = conn.id, index = conn.index_name, status = r.status, job = r.job,
         seconds = r.seconds, listed = c.listed, indexed = c.indexed,
         unchanged = c.unchanged, deleted = c.deleted, errors = c.errors,
-        bytes = c.bytes, index_count = r.index_count, message = r.message,
-        error_samples = r.errors,
+        bytes = c.bytes, index_count = r.index_count, message = summary_message(r.message),
+        error_samples = setmetatable(redact_errors(r.errors), json.array_mt),
       }
     else
       local report = opts.ndjson == "-" and err or out
@@ -225,13 +253,13 @@ function commands.sync(args)
         conn.id, r.status, r.seconds or 0, c.listed, c.indexed, c.unchanged, c.deleted,
         c.errors, fmt_bytes(c.bytes),
         r.index_count and string.format(" (index %s holds %d documents)", conn.index_name, r.index_count) or ""))
-      for _, e in ipairs(r.errors) do
-        report(string.format("  error: %s: %s\n", tostring(e.id or "?"), (tostring(e.reason):gsub("\n.*", ""))))
+      for _, e in ipairs(redact_errors(r.errors)) do
+        report(string.format("  error: %s: %s\n", printable(e.id or "?"), (tostring(e.reason):gsub("\n.*", ""))))
       end
       if c.errors > #r.errors then
         report(string.format("  ... and %d more errors (see the log)\n", c.errors - #r.errors))
       end
-      if r.message then report("  " .. log.redact(r.message) .. "\n") end
+      if r.message then report("  " .. summary_message(r.message) .. "\n") end
     end
     local code = M.EXIT.failed
     if r.status == "completed" then code = M.EXIT.ok
@@ -251,10 +279,10 @@ function commands.search(args)
   local gerr = apply_global(opts)
   if gerr then return usage(gerr, "search") end
   if #pos < 3 then return usage("search needs CONFIG INDEX QUERY", "search") end
-  local limit = tonumber(opts.limit or "10")
-  local offset = tonumber(opts.offset or "0")
-  if not limit or limit < 1 or limit ~= math.floor(limit) then return usage("--limit must be a positive integer", "search") end
-  if not offset or offset < 0 or offset ~= math.floor(offset) then return usage("--offset must be a non-negative integer", "search") end
+  local limit = count_arg(opts.limit or "10", 10000)
+  local offset = count_arg(opts.offset or "0", 1000000000)
+  if not limit or limit < 1 then return usage("--limit must be an integer from 1 to 10000", "search") end
+  if not offset then return usage("--offset must be an integer from 0 to 1000000000", "search") end
   local query = table.concat(pos, " ", 3)
   local cfg = load_config(pos[1])
   if not cfg then return M.EXIT.config end
@@ -285,9 +313,9 @@ function commands.search(args)
   else
     out(string.format("%d hit%s for %q in %s\n", res.total, res.total == 1 and "" or "s", query, pos[2]))
     for i, h in ipairs(res.hits) do
-      out(string.format("%3d. %s\n     %s\n", offset + i, h.title or h.id, h.id))
+      out(string.format("%3d. %s\n     %s\n", offset + i, printable(h.title or h.id), printable(h.id)))
       if h.snippet and h.snippet ~= "" then
-        out("     " .. h.snippet:gsub("%s+", " ") .. "\n")
+        out("     " .. printable((h.snippet:gsub("%s+", " "))) .. "\n")
       end
     end
   end
@@ -400,10 +428,22 @@ end
 -- @param args argv after the program name
 -- @return exit status
 function M.main(args)
+  -- Global options may come before the command: move them after it.
+  local lead = {}
+  while args[1] == "--log-level" or args[1] == "--log-format" do
+    if args[2] == nil then return usage(args[1] .. " needs a value") end
+    lead[#lead + 1] = table.remove(args, 1)
+    lead[#lead + 1] = table.remove(args, 1)
+  end
+  for i = #lead, 1, -1 do table.insert(args, 2, lead[i]) end
   local cmd = args[1]
-  if cmd == nil or cmd == "--help" or cmd == "-h" or cmd == "help" then
+  if cmd == nil then
+    err(HELP.main)
+    return M.EXIT.usage
+  end
+  if cmd == "--help" or cmd == "-h" or cmd == "help" then
     if cmd == "help" and args[2] and HELP[args[2]] then out(HELP[args[2]]) else out(HELP.main) end
-    return cmd and M.EXIT.ok or M.EXIT.usage
+    return M.EXIT.ok
   end
   if cmd == "--version" then cmd = "version" end
   local fn = commands[cmd]

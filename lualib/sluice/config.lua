@@ -117,12 +117,19 @@ function M.parse(text, file)
   end
   substitute(doc, "", sys.environ(), errors)
 
+  if #doc > 0 then
+    errors:add("", "expected a mapping at the top of the file, got a list")
+    return nil, errors:message()
+  end
   local top, errs, partial = schema.validate(TOP, doc)
   if not top then
     add_schema_errors(errors, "", errs)
-    top = partial
+    top = partial or {}
   end
+  -- Absolute, so relative paths in the file resolve the same from any
+  -- working directory.
   local dir = file:match("^(.*)/[^/]*$") or "."
+  dir = sys.realpath(dir) or dir
   local cfg = {
     file = file, dir = dir, positions = positions,
     log_level = top.log_level, connectors = {},
@@ -154,10 +161,14 @@ function M.parse(text, file)
   local seen = {}
   for i, raw in ipairs(top.connectors) do
     local path = "connectors[" .. i .. "]"
-    local c, cerrs = schema.validate(CONNECTOR, raw)
+    local c, cerrs, cpartial = schema.validate(CONNECTOR, raw)
     if not c then
       add_schema_errors(errors, path, cerrs)
-    else
+      -- Go on with what validated, so the connector's own settings are
+      -- checked in the same run (all errors at once).
+      if cpartial and cpartial.id and cpartial.service_type then c = cpartial end
+    end
+    if c then
       if seen[c.id] then
         errors:add(path .. ".id", "duplicate connector id '" .. c.id .. "'")
       end

@@ -9,6 +9,13 @@
  * URL-safe alphabet nor unpadded input, and decode padding as zero bytes.
  * Every failing OpenSSL call is followed by ERR_clear_error so that a stale
  * error never surfaces in another module's TLS handshake.
+ *
+ * Digests sit on the sync engine's per-document path (a content hash per
+ * document), so the algorithms are fetched from the provider once, not on
+ * every call as EVP_md5() and friends would, and one digest context is
+ * reused (Lua runs on one thread; nothing here yields). crypto.
+ * sha256_canonical hashes a value's canonical JSON without making it a Lua
+ * string first.
  */
 #include <lua.h>
 #include <lauxlib.h>
@@ -20,14 +27,47 @@
 #include <openssl/x509.h>
 #include <string.h>
 
-static int push_digest(lua_State *L, const EVP_MD *md)
+#include "codec/json.h"
+
+enum { DG_MD5, DG_SHA1, DG_SHA256, DG_SHA512, DG_COUNT };
+static const char *const dg_names[DG_COUNT] = {"MD5", "SHA1", "SHA256", "SHA512"};
+
+/* The fetched algorithm, or NULL when the provider lacks it. Fetched once
+ * and kept for the life of the process. */
+static EVP_MD *dg_fetch(int which)
+{
+    static EVP_MD *mds[DG_COUNT];
+    if (!mds[which]) {
+        mds[which] = EVP_MD_fetch(NULL, dg_names[which], NULL);
+        if (!mds[which])
+            ERR_clear_error();
+    }
+    return mds[which];
+}
+
+/* Digests n bytes at s into out; returns the length, or 0 on failure. */
+static unsigned int dg_run(int which, const void *s, size_t n, unsigned char *out)
+{
+    static EVP_MD_CTX *ctx;
+    EVP_MD *md = dg_fetch(which);
+    unsigned int len = 0;
+    if (!ctx)
+        ctx = EVP_MD_CTX_new();
+    if (!md || !ctx || !EVP_DigestInit_ex2(ctx, md, NULL) || !EVP_DigestUpdate(ctx, s, n) ||
+        !EVP_DigestFinal_ex(ctx, out, &len)) {
+        ERR_clear_error();
+        return 0;
+    }
+    return len;
+}
+
+static int push_digest(lua_State *L, int which)
 {
     size_t n;
     const char *s = luaL_checklstring(L, 1, &n);
     unsigned char out[EVP_MAX_MD_SIZE];
-    unsigned int len = 0;
-    if (!md || !EVP_Digest(s, n, out, &len, md, NULL)) {
-        ERR_clear_error();
+    unsigned int len = dg_run(which, s, n, out);
+    if (!len) {
         lua_pushnil(L);
         lua_pushliteral(L, "digest failed");
         return 2;
@@ -39,38 +79,96 @@ static int push_digest(lua_State *L, const EVP_MD *md)
 /* crypto.md5(s) -> raw 16-byte digest */
 static int l_md5(lua_State *L)
 {
-    return push_digest(L, EVP_md5());
+    return push_digest(L, DG_MD5);
 }
 
 /* crypto.sha1(s) -> raw 20-byte digest */
 static int l_sha1(lua_State *L)
 {
-    return push_digest(L, EVP_sha1());
+    return push_digest(L, DG_SHA1);
 }
 
 /* crypto.sha256(s) -> raw 32-byte digest */
 static int l_sha256(lua_State *L)
 {
-    return push_digest(L, EVP_sha256());
+    return push_digest(L, DG_SHA256);
 }
 
 /* crypto.sha512(s) -> raw 64-byte digest */
 static int l_sha512(lua_State *L)
 {
-    return push_digest(L, EVP_sha512());
+    return push_digest(L, DG_SHA512);
+}
+
+static void hex_into(char *dst, const unsigned char *s, size_t n)
+{
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        dst[2 * i] = digits[s[i] >> 4];
+        dst[2 * i + 1] = digits[s[i] & 15];
+    }
+}
+
+#define SL_CRYPTO_BUF_T "sl_crypto_buf"
+/* A buffer that grew past this is freed after use rather than kept. */
+#define SL_CRYPTO_BUF_KEEP (1u << 20)
+
+static int cbuf_gc(lua_State *L)
+{
+    sl_json_buf_free(luaL_checkudata(L, 1, SL_CRYPTO_BUF_T));
+    return 0;
+}
+
+/* crypto.sha256_canonical(v) -> hex | nil, err
+ * The lowercase hex SHA-256 of json.encode_canonical(v), byte for byte
+ * crypto.hex(crypto.sha256(json.encode_canonical(v))), without making the
+ * encoding a Lua string: the text goes into a buffer (upvalue 1) that the
+ * next call reuses. err is the encoder's ("cannot encode function", ...). */
+static int l_sha256_canonical(lua_State *L)
+{
+    luaL_checkany(L, 1);
+    lua_settop(L, 1);
+    sl_json_buf *b = lua_touserdata(L, lua_upvalueindex(1));
+    const char *err = NULL;
+    unsigned char out[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    b->len = 0;
+    if (sl_json_encode(L, 1, SL_JSON_CANONICAL, b, &err) == 0) {
+        len = dg_run(DG_SHA256, b->ptr ? b->ptr : "", b->len, out);
+        if (!len)
+            err = "digest failed";
+    }
+    b->len = 0;
+    if (b->cap > SL_CRYPTO_BUF_KEEP)
+        sl_json_buf_free(b);
+    if (!len) {
+        lua_pushnil(L);
+        lua_pushstring(L, err);
+        return 2;
+    }
+    char hex[2 * EVP_MAX_MD_SIZE];
+    hex_into(hex, out, len);
+    lua_pushlstring(L, hex, 2 * (size_t)len);
+    return 1;
 }
 
 /* crypto.hex(raw) -> lowercase hex string */
 static int l_hex(lua_State *L)
 {
-    static const char digits[] = "0123456789abcdef";
     size_t n;
     const unsigned char *s = (const unsigned char *)luaL_checklstring(L, 1, &n);
+    char small[2 * 128];
+    if (n <= 128) { /* digests: no buffer machinery */
+        hex_into(small, s, n);
+        lua_pushlstring(L, small, 2 * n);
+        return 1;
+    }
     luaL_Buffer b;
     luaL_buffinit(L, &b);
-    for (size_t i = 0; i < n; i++) {
-        luaL_addchar(&b, digits[s[i] >> 4]);
-        luaL_addchar(&b, digits[s[i] & 15]);
+    for (size_t i = 0; i < n; i += 128) {
+        size_t k = n - i < 128 ? n - i : 128;
+        hex_into(small, s + i, k);
+        luaL_addlstring(&b, small, 2 * k);
     }
     luaL_pushresult(&b);
     return 1;
@@ -362,5 +460,16 @@ int luaopen_sluice_crypto(lua_State *L)
                                    {NULL, NULL}};
     lua_newtable(L);
     luaL_register(L, NULL, fns);
+    if (luaL_newmetatable(L, SL_CRYPTO_BUF_T)) {
+        lua_pushcfunction(L, cbuf_gc);
+        lua_setfield(L, -2, "__gc");
+    }
+    lua_pop(L, 1);
+    sl_json_buf *b = lua_newuserdata(L, sizeof *b); /* [crypto buf] */
+    memset(b, 0, sizeof *b);
+    luaL_getmetatable(L, SL_CRYPTO_BUF_T);
+    lua_setmetatable(L, -2);
+    lua_pushcclosure(L, l_sha256_canonical, 1);
+    lua_setfield(L, -2, "sha256_canonical");
     return 1;
 }

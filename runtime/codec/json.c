@@ -28,22 +28,31 @@
 /* 2^53: every integer up to here is exact in a double */
 #define SL_JSON_EXACT_INT 9007199254740992.0
 
+/* Grows b so that n more bytes fit; returns -1 when memory runs out. */
+static int buf_grow(sl_json_buf *b, size_t n)
+{
+    if (b->cap - b->len >= n)
+        return 0;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap - b->len < n) {
+        if (cap > SIZE_MAX / 2)
+            return -1;
+        cap *= 2;
+    }
+    char *np = realloc(b->ptr, cap);
+    if (!np)
+        return -1;
+    b->ptr = np;
+    b->cap = cap;
+    return 0;
+}
+
 int sl_json_buf_add(sl_json_buf *b, const void *p, size_t n)
 {
-    if (b->cap - b->len < n) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap - b->len < n) {
-            if (cap > SIZE_MAX / 2)
-                return -1;
-            cap *= 2;
-        }
-        char *np = realloc(b->ptr, cap);
-        if (!np)
-            return -1;
-        b->ptr = np;
-        b->cap = cap;
-    }
-    memcpy(b->ptr + b->len, p, n);
+    if (buf_grow(b, n) != 0)
+        return -1;
+    if (n)
+        memcpy(b->ptr + b->len, p, n);
     b->len += n;
     return 0;
 }
@@ -99,6 +108,64 @@ static int put(enc *e, const char *s, size_t n)
     return 0;
 }
 
+/* Makes room for n more bytes, so that the common all-plain string is one
+ * reservation and one copy. */
+static int reserve(enc *e, size_t n)
+{
+    if (buf_grow(e->b, n) != 0) {
+        e->err = "out of memory";
+        return -1;
+    }
+    return 0;
+}
+
+/* Bytes a JSON string cannot hold as they are: 1 for those that need an
+ * escape (C0, '"', '\\'), 2 for the start of a multi-byte sequence, which
+ * must be checked as UTF-8. */
+static const unsigned char str_class[256] = {
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 00 */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 10 */
+    0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, /* 20: '"' */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, /* 30 */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, /* 40 */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, /* 50: '\\' */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, /* 60 */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, /* 70 */
+    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, /* 80 */
+    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, /* 90 */
+    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, /* a0 */
+    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, /* b0 */
+    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, /* c0 */
+    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, /* d0 */
+    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, /* e0 */
+    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, /* f0 */
+};
+
+#define ONES 0x0101010101010101ull
+#define HIGHS 0x8080808080808080ull
+
+/* The index of the first byte at or after i that str_class flags, or n.
+ * Text is mostly plain ASCII, so eight bytes are tested at a time: a word
+ * passes when no byte is below 0x20, equal to '"' or '\\', or above 0x7f
+ * (each test is exact about whether such a byte exists). */
+static size_t plain_span(const unsigned char *s, size_t i, size_t n)
+{
+    while (n - i >= 8) {
+        uint64_t w, q, bs;
+        memcpy(&w, s + i, 8);
+        q = w ^ (ONES * '"');
+        bs = w ^ (ONES * '\\');
+        uint64_t hit = ((w - ONES * 0x20) & ~w) | ((q - ONES) & ~q) | ((bs - ONES) & ~bs) | w;
+        hit &= HIGHS;
+        if (hit)
+            break;
+        i += 8;
+    }
+    while (i < n && !str_class[s[i]])
+        i++;
+    return i;
+}
+
 /* Writes s as a JSON string; ill-formed UTF-8 becomes U+FFFD, one per
  * maximal subpart, so the output is always valid JSON. */
 static int enc_string(enc *e, const char *str, size_t n)
@@ -107,14 +174,14 @@ static int enc_string(enc *e, const char *str, size_t n)
     size_t i = 0, run = 0;
     char esc[8];
 
-    if (put(e, "\"", 1))
+    if (reserve(e, n + 2))
         return -1;
-    while (i < n) {
+    e->b->ptr[e->b->len++] = '"';
+    for (;;) {
+        i = plain_span(s, i, n);
+        if (i == n)
+            break;
         unsigned char c = s[i];
-        if (c >= 0x20 && c != '"' && c != '\\' && c < 0x80) {
-            i++;
-            continue;
-        }
         if (c >= 0x80) {
             int valid;
             size_t len = sl_utf8_next(s + i, n - i, &valid);
@@ -287,6 +354,92 @@ static int enc_array(enc *e, int idx, size_t n, int depth)
     return put(e, "]", 1);
 }
 
+/* Objects with up to this many keys are sorted in a C array on the stack
+ * (small enough for a deep nesting of objects); larger ones take the
+ * general path below. */
+#define FAST_KEYS 32
+
+/* A key of the fast path: its text, and the stack slot of its value. */
+typedef struct fast_key {
+    const char *s;
+    size_t n;
+    int v;
+} fast_key;
+
+static int fast_less(const fast_key *x, const fast_key *y)
+{
+    size_t n = x->n < y->n ? x->n : y->n;
+    int c = memcmp(x->s, y->s, n);
+    return c ? c < 0 : x->n < y->n;
+}
+
+/* The canonical form of an object with n <= FAST_KEYS keys, in one pass
+ * over the table: each value stays on the Lua stack beside its key (and a
+ * number key beside its text), so nothing is looked up again, and the keys
+ * are insertion-sorted in place. Returns 1 when the stack has no room for
+ * that, having written nothing, so the caller takes the general path. */
+static int enc_object_fast(enc *e, int idx, size_t n, int depth)
+{
+    lua_State *L = e->L;
+    fast_key keys[FAST_KEYS];
+    size_t m = 0;
+    int base = lua_gettop(L), first = 1;
+
+    if (!lua_checkstack(L, 3 * (int)n + 4))
+        return 1;
+    lua_pushnil(L);
+    while (lua_next(L, idx)) { /* [... key value] */
+        fast_key k;
+        int kt = lua_type(L, -2);
+        if (m == n) {
+            e->err = "table changed while encoding";
+            goto fail;
+        }
+        k.v = lua_gettop(L);
+        if (kt == LUA_TSTRING) {
+            k.s = lua_tolstring(L, -2, &k.n);
+            lua_pushvalue(L, -2); /* [... key value key] */
+        } else if (kt == LUA_TNUMBER) {
+            char buf[40];
+            k.n = fmt_number(lua_tonumber(L, -2), buf);
+            if (k.n == 0) {
+                e->err = "cannot encode nan or inf";
+                goto fail;
+            }
+            lua_pushlstring(L, buf, k.n);
+            k.s = lua_tostring(L, -1);
+            lua_pushvalue(L, -3); /* [... key value text key] */
+        } else {
+            e->err = "object key must be a string or a number";
+            goto fail;
+        }
+        size_t j = m++;
+        while (j > 0 && fast_less(&k, &keys[j - 1])) {
+            keys[j] = keys[j - 1];
+            j--;
+        }
+        keys[j] = k;
+    }
+    for (size_t i = 0; i < m; i++) {
+        const fast_key *k = &keys[i];
+        if (i > 0 && k->n == keys[i - 1].n && memcmp(k->s, keys[i - 1].s, k->n) == 0) {
+            e->err = "duplicate key after number-to-string conversion";
+            goto fail;
+        }
+        if (is_skippable(L, k->v))
+            continue;
+        if ((!first && put(e, ",", 1)) || enc_string(e, k->s, k->n) || put(e, ":", 1) ||
+            enc_value(e, k->v, depth + 1))
+            goto fail;
+        first = 0;
+    }
+    lua_settop(L, base);
+    return put(e, "}", 1);
+fail:
+    lua_settop(L, base);
+    return -1;
+}
+
 static int enc_object(enc *e, int idx, size_t n, int depth)
 {
     lua_State *L = e->L;
@@ -308,6 +461,12 @@ static int enc_object(enc *e, int idx, size_t n, int depth)
             lua_pop(L, 1);
         }
         return put(e, "}", 1);
+    }
+
+    if (n <= FAST_KEYS) {
+        int rc = enc_object_fast(e, idx, n, depth);
+        if (rc != 1)
+            return rc;
     }
 
     /* canonical: collect the keys (their bytes stay alive in the table,
@@ -782,9 +941,13 @@ int sl_json_decode(lua_State *L, const char *s, size_t n, char *err, size_t errl
 
 /* ---- Lua API ----------------------------------------------------------- */
 
-/* The output buffer lives in a userdata so that a Lua memory error in the
- * middle of encoding cannot leak it. */
+/* The output buffer lives in a userdata, an upvalue shared by the encode
+ * functions: a Lua memory error in the middle of encoding cannot leak it,
+ * and a document's encoding reuses the memory of the one before (encoding
+ * runs no Lua code, so nothing can re-enter it meanwhile). */
 #define SL_JSON_BUF_T "sl_json_buf"
+/* A buffer that grew past this is freed after use rather than kept. */
+#define SL_JSON_BUF_KEEP (1u << 20)
 
 static int buf_gc(lua_State *L)
 {
@@ -796,19 +959,21 @@ static int encode_with(lua_State *L, unsigned flags)
 {
     luaL_checkany(L, 1);
     lua_settop(L, 1);
-    sl_json_buf *b = lua_newuserdata(L, sizeof *b);
-    memset(b, 0, sizeof *b);
-    luaL_getmetatable(L, SL_JSON_BUF_T);
-    lua_setmetatable(L, -2);
+    sl_json_buf *b = lua_touserdata(L, lua_upvalueindex(1));
     const char *err = NULL;
-    if (sl_json_encode(L, 1, flags, b, &err) != 0) {
+    int rc;
+    b->len = 0;
+    rc = sl_json_encode(L, 1, flags, b, &err);
+    if (rc == 0)
+        lua_pushlstring(L, b->ptr ? b->ptr : "", b->len);
+    b->len = 0;
+    if (b->cap > SL_JSON_BUF_KEEP)
         sl_json_buf_free(b);
+    if (rc != 0) {
         lua_pushnil(L);
         lua_pushstring(L, err);
         return 2;
     }
-    lua_pushlstring(L, b->ptr ? b->ptr : "", b->len);
-    sl_json_buf_free(b);
     return 1;
 }
 
@@ -874,9 +1039,7 @@ static int l_array(lua_State *L)
 
 int luaopen_sluice_json(lua_State *L)
 {
-    static const luaL_Reg fns[] = {{"encode", l_encode},
-                                   {"encode_canonical", l_encode_canonical},
-                                   {"decode", l_decode},
+    static const luaL_Reg fns[] = {{"decode", l_decode},
                                    {"is_array", l_is_array},
                                    {"array", l_array},
                                    {NULL, NULL}};
@@ -887,6 +1050,15 @@ int luaopen_sluice_json(lua_State *L)
     lua_pop(L, 1);
     lua_newtable(L);
     luaL_register(L, NULL, fns);
+    sl_json_buf *b = lua_newuserdata(L, sizeof *b); /* [json buf] */
+    memset(b, 0, sizeof *b);
+    luaL_getmetatable(L, SL_JSON_BUF_T);
+    lua_setmetatable(L, -2);
+    lua_pushvalue(L, -1);
+    lua_pushcclosure(L, l_encode, 1);
+    lua_setfield(L, -3, "encode");
+    lua_pushcclosure(L, l_encode_canonical, 1);
+    lua_setfield(L, -2, "encode_canonical");
     lua_pushlightuserdata(L, NULL);
     lua_setfield(L, -2, "null");
     sl_json_push_array_mt(L);

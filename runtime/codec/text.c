@@ -17,6 +17,7 @@
 
 #include <lua.h>
 #include <lauxlib.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <zlib.h>
@@ -31,11 +32,27 @@ static int is_shown_control(unsigned char c)
     return (c < 0x20 && c != '\t' && c != '\n' && c != '\r') || c == 0x7f;
 }
 
-/* The length of the leading part of s that needs no change. */
+#define ONES 0x0101010101010101ull
+#define HIGHS 0x8080808080808080ull
+
+/* The length of the leading part of s that needs no change. Most text is
+ * plain ASCII, so eight bytes are tested at a time: a word passes when no
+ * byte is below 0x20, equal to DEL or above 0x7f (each test is exact about
+ * whether such a byte exists); the bytes of a word that does not pass are
+ * then looked at one by one. */
 static size_t clean_prefix(const unsigned char *s, size_t n)
 {
     size_t i = 0;
     while (i < n) {
+        if (n - i >= 8) {
+            uint64_t w, d;
+            memcpy(&w, s + i, 8);
+            d = w ^ (ONES * 0x7f);
+            if (!((((w - ONES * 0x20) & ~w) | ((d - ONES) & ~d) | w) & HIGHS)) {
+                i += 8;
+                continue;
+            }
+        }
         unsigned char c = s[i];
         if (c >= 0x20 && c < 0x7f) {
             i++;
@@ -54,24 +71,14 @@ static size_t clean_prefix(const unsigned char *s, size_t n)
     return n;
 }
 
-/* text.clean(s) -> cleaned, nchanged
- * NUL removed; other C0 controls (but TAB, LF, CR) and DEL written as
- * "\xNN" (lowercase hex); ill-formed UTF-8 replaced by U+FFFD per maximal
- * subpart. nchanged counts the removals and replacements. A clean s is
- * returned as is, with 0. */
-static int l_clean(lua_State *L)
+/* Pushes the cleaned copy of s, whose first i bytes (i < n) need no
+ * change; returns the number of removals and replacements. */
+static long clean_push(lua_State *L, const unsigned char *s, size_t n, size_t i)
 {
-    size_t n;
-    const unsigned char *s = (const unsigned char *)luaL_checklstring(L, 1, &n);
-    size_t i = clean_prefix(s, n), run = 0;
+    size_t run = 0;
     long changed = 0;
     luaL_Buffer b;
 
-    if (i == n) {
-        lua_settop(L, 1);
-        lua_pushinteger(L, 0);
-        return 2;
-    }
     luaL_buffinit(L, &b);
     while (i < n) {
         unsigned char c = s[i];
@@ -99,8 +106,74 @@ static int l_clean(lua_State *L)
     }
     luaL_addlstring(&b, (const char *)s + run, n - run);
     luaL_pushresult(&b);
+    return changed;
+}
+
+/* text.clean(s) -> cleaned, nchanged
+ * NUL removed; other C0 controls (but TAB, LF, CR) and DEL written as
+ * "\xNN" (lowercase hex); ill-formed UTF-8 replaced by U+FFFD per maximal
+ * subpart. nchanged counts the removals and replacements. A clean s is
+ * returned as is, with 0. */
+static int l_clean(lua_State *L)
+{
+    size_t n;
+    const unsigned char *s = (const unsigned char *)luaL_checklstring(L, 1, &n);
+    size_t i = clean_prefix(s, n);
+
+    if (i == n) {
+        lua_settop(L, 1);
+        lua_pushinteger(L, 0);
+        return 2;
+    }
+    long changed = clean_push(L, s, n, i);
     lua_pushinteger(L, changed);
     return 2;
+}
+
+/* Tables nested deeper than this are left as they are: it bounds the C
+ * recursion and stops at a reference cycle (the engine's Lua walk that
+ * this replaces had the same bound). */
+#define SL_CLEAN_TREE_DEPTH 32
+
+/* Cleans the string values of the table at idx, recursively; returns how
+ * many strings changed. */
+static long clean_tree(lua_State *L, int idx, int depth)
+{
+    long changed = 0;
+    if (!lua_checkstack(L, 4))
+        luaL_error(L, "out of stack space");
+    lua_pushnil(L);
+    while (lua_next(L, idx)) { /* [... key value] */
+        int t = lua_type(L, -1);
+        if (t == LUA_TSTRING) {
+            size_t n;
+            const unsigned char *s = (const unsigned char *)lua_tolstring(L, -1, &n);
+            size_t i = clean_prefix(s, n);
+            if (i < n) {
+                clean_push(L, s, n, i); /* [... key value cleaned] */
+                lua_pushvalue(L, -3);
+                lua_insert(L, -2);      /* [... key value key cleaned] */
+                lua_rawset(L, idx);     /* replacing a present key is safe mid-traversal */
+                changed++;
+            }
+        } else if (t == LUA_TTABLE && depth + 1 < SL_CLEAN_TREE_DEPTH) {
+            changed += clean_tree(L, lua_gettop(L), depth + 1);
+        }
+        lua_pop(L, 1);
+    }
+    return changed;
+}
+
+/* text.clean_tree(t) -> nchanged
+ * Applies text.clean to every string value of t and of the tables inside
+ * it, in place (keys are left as they are; tables more than 32 levels down
+ * are not visited). nchanged counts the strings that changed. */
+static int l_clean_tree(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
+    lua_pushnumber(L, (lua_Number)clean_tree(L, 1, 0));
+    return 1;
 }
 
 /* text.utf8_valid(s) -> boolean */
@@ -271,6 +344,7 @@ static int l_gunzip(lua_State *L)
 int luaopen_sluice_text(lua_State *L)
 {
     static const luaL_Reg fns[] = {{"clean", l_clean},
+                                   {"clean_tree", l_clean_tree},
                                    {"utf8_valid", l_utf8_valid},
                                    {"truncate_utf8", l_truncate_utf8},
                                    {"is_gzip", l_is_gzip},

@@ -149,6 +149,18 @@ describe("filesystem sync end to end", function()
     assert.truthy(s.message:find("nothing deleted", 1, true))
   end)
 
+  it("deletes nothing when a folder can be listed but not entered", function()
+    -- r without x: readdir works, every lstat inside fails with EACCES
+    assert(cli.sh("chmod 644 " .. cli.q(tree .. "/unicode")) == 0)
+    local rc, s = sync(config)
+    assert(cli.sh("chmod 755 " .. cli.q(tree .. "/unicode")) == 0)
+    assert.are.equal(3, rc)
+    assert.are.equal("completed_with_errors", s.status)
+    assert.are.equal(0, s.deleted)
+    assert.are.equal(8, s.index_count)
+    assert.truthy(s.message:find("EACCES", 1, true), s.message)
+  end)
+
   it("rewrites everything with --full", function()
     local rc, s = sync(config, { "--full" })
     assert.are.equal(0, rc)

@@ -15,7 +15,34 @@ describe("configuration", function()
     assert.are.same({}, c.configuration.exclude)
     assert.are.equal(false, c.configuration.follow_symlinks)
     assert.are.equal(10485760, c.configuration.max_file_size)
-    assert.are.equal("./.sluice", cfg.data_dir)
+    -- relative paths resolve against the config's (absolute) folder
+    assert.are.equal(require("sluice.sys").realpath(".") .. "/.sluice", cfg.data_dir)
+  end)
+
+  it("rejects a list at the top of the file", function()
+    local cfg, err = parse("[1, 2]\n")
+    assert.is_nil(cfg)
+    assert.are.equal("t.yml:1:1: expected a mapping at the top of the file, got a list", err)
+  end)
+
+  it("reports a connector's own settings even when its entry has an unknown key", function()
+    local _, err = parse("connectors:\n  - id: a\n    service_typo: 1\n    service_type: filesystem\n" ..
+      "    configuration:\n      path: /tmp\n      folow_symlinks: true\n")
+    assert.truthy(err:find("t.yml:3:5: connectors[1].service_typo: unknown key", 1, true), err)
+    assert.truthy(err:find("t.yml:7:7: connectors[1].configuration.folow_symlinks: unknown key", 1, true), err)
+  end)
+
+  it("gives the same absolute paths however the config file is named", function()
+    local dir = cli.tmpdir()
+    assert(cli.sh("mkdir -p " .. dir .. "/sub/tree"))
+    local text = "connectors:\n  - id: a\n    service_type: filesystem\n    configuration:\n      path: ./sub/../sub/tree\n"
+    cli.write(dir .. "/c.yml", text)
+    local a = assert(config.load(dir .. "/c.yml"))
+    local b = assert(config.load(dir .. "/sub/../c.yml"))
+    local real = require("sluice.sys").realpath(dir)
+    assert.are.same({ real .. "/sub/tree" }, a.connectors[1].configuration.path)
+    assert.are.same(a.connectors[1].configuration.path, b.connectors[1].configuration.path)
+    cli.rm_rf(dir)
   end)
 
   it("reports malformed YAML with its line and column", function()

@@ -114,6 +114,41 @@ describe("sync engine", function()
     assert.are.equal(1, get("alpha").total)
   end)
 
+  it("exports every document to NDJSON each time and leaves the index alone", function()
+    set_plan({ docs = { { _id = "a", title = "alpha" }, { _id = "b", title = "bravo" } } })
+    assert.are.equal(0, (sync()))
+    local out = dir .. "/out.ndjson"
+    for _ = 1, 2 do
+      local rc = cli.sh("SLUICE_CONNECTORS_PATH=" .. FIXTURES .. " " .. cli.bin .. " sync " ..
+        cli.q(config) .. " --ndjson " .. cli.q(out))
+      assert.are.equal(0, rc)
+      local n = 0
+      for line in io.lines(out) do
+        n = n + 1
+        assert.truthy(json.decode(line)._id)
+      end
+      assert.are.equal(2, n)
+    end
+    -- the index kept its state: a normal sync still writes nothing
+    local rc, s = sync()
+    assert.are.equal(0, rc)
+    assert.are.same({ 0, 2 }, { s.indexed, s.unchanged })
+  end)
+
+  it("marks a job left running by a dead process as interrupted", function()
+    set_plan({ docs = { { _id = "a", title = "alpha" } } })
+    sync()
+    local sqlite = require("sluice.sqlite")
+    local db = assert(sqlite.open(dir .. "/data/state.db"))
+    db:run("UPDATE jobs SET status = 'running'")
+    db:close()
+    sync()
+    db = assert(sqlite.open(dir .. "/data/state.db"))
+    local row = db:one("SELECT status FROM jobs ORDER BY id LIMIT 1")
+    db:close()
+    assert.are.equal("interrupted", row.status)
+  end)
+
   it("never logs a sensitive value", function()
     set_plan({ docs = {} })
     local _, _, err = sync("SPEC_TOKEN=hunter2-secret SLUICE_LOG_FORMAT=json ")
