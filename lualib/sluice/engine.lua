@@ -143,6 +143,10 @@ function M.sync(cfg, conn, opts)
   -- With nothing remembered (a first sync), every document is new: skip
   -- the per-document lookup.
   local remembered = state:count(key) > 0
+  -- A remote sink keeps several bulk requests in flight; flushing (waiting
+  -- for all of them) every 500 documents would drain its pipeline, so it
+  -- may ask for a longer stretch between commits.
+  local batch = sink.batch or M.BATCH
   local job = state:start_job(key, opts.full and "full (forced)" or "full")
   result.job = job
   local incomplete = {}
@@ -220,7 +224,7 @@ function M.sync(cfg, conn, opts)
     state:put(key, id, hash, job)
     c.indexed = c.indexed + 1
     pending = pending + 1
-    if pending >= M.BATCH then flush() end
+    if pending >= batch then flush() end
   end
 
   local ctx = {

@@ -254,6 +254,9 @@ function M.open(es_cfg, conn)
   local c = es.client(opts)
   local self = setmetatable({
     kind = "elasticsearch", c = c, url = opts.url, index = conn.index_name,
+    -- documents between the engine's flushes: enough to keep every bulk
+    -- slot busy several times over between two waits
+    batch = math.max(500, (opts.max_actions or 1000) * (opts.concurrency or 2) * 4),
     path = "/" .. http.escape(conn.index_name), local_failures = {},
     max_retries = es_cfg.bulk.max_retries or 5,
     retry_initial = es_cfg.bulk.retry_initial_seconds or 0.5,
