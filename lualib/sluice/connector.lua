@@ -10,6 +10,12 @@
 --                  ctx.incomplete(reason) when part of the source could not be
 --                  listed (then nothing is deleted after the sync). Raising
 --                  fails the sync.
+--   docs_incremental(ctx, cursor)
+--                  optional: lists only what changed since `cursor` (nil the
+--                  first time) and returns the new cursor, a JSON-encodable
+--                  value the engine stores with the documents it covers
+--                  (`sluice sync --incremental`). Deletions are left to
+--                  full syncs.
 --   validate(ctx)  optional: -> nil | { {path=, message=}, ... } checks of the
 --                  configuration that need the outside world (a path exists)
 --

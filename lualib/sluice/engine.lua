@@ -6,6 +6,11 @@
 -- and write it. After a complete listing, documents the source no longer has
 -- are deleted; after an incomplete or failed one, nothing is.
 --
+-- An incremental sync (opts.incremental) lists through the connector's
+-- docs_incremental(ctx, cursor) instead: the same per-document path, no
+-- deletions, and the new cursor committed in the same transaction as the
+-- last documents it covers, so a crash re-reads rather than skips.
+--
 -- Outcomes: "completed", "completed_with_errors" (some documents failed, or
 -- part of the source could not be listed), "failed" (the listing or the sink
 -- broke: nothing deleted).
@@ -87,10 +92,11 @@ local function progress_task(c, started)
   end)
 end
 
---- Runs a full sync of one connector entry.
+--- Runs a full (or incremental) sync of one connector entry.
 -- @param cfg the loaded configuration
 -- @param conn a connector entry from cfg.connectors
--- @param opts { full = bool (rewrite everything), ndjson = path, progress = bool }
+-- @param opts { full = bool (rewrite everything), incremental = bool,
+--   ndjson = path, progress = bool }
 -- @return result { status, counters, errors = {{id, reason}}, message, seconds, job }
 function M.sync(cfg, conn, opts)
   opts = opts or {}
@@ -102,6 +108,10 @@ function M.sync(cfg, conn, opts)
   -- Load the script afresh: a sync runs the version it started with.
   local def, lerr = registry.load(conn.service_type)
   if not def then result.message = lerr; return result end
+  if opts.incremental and not def.docs_incremental then
+    result.message = "connector " .. conn.id .. " (" .. conn.service_type .. ") has no incremental sync"
+    return result
+  end
 
   local state, serr = state_mod.open(cfg.data_dir)
   if not state then result.message = serr; return result end
@@ -127,6 +137,8 @@ function M.sync(cfg, conn, opts)
     clog.info("state out of step with the index: rebuilding it from the index",
       { index_documents = n_index, state_documents = n_state })
     state:reset(key)
+    -- What the index lost, an incremental cursor would never list again.
+    state:forget_cursor(key)
     state:begin()
     local rebuilt = 0
     sink:each_hash(function(id, hash)
@@ -138,6 +150,7 @@ function M.sync(cfg, conn, opts)
   elseif n_index == 0 and n_state > 0 then
     clog.info("index is empty but the state remembers documents: rewriting everything")
     state:reset(key)
+    state:forget_cursor(key)
   end
 
   -- With nothing remembered (a first sync), every document is new: skip
@@ -147,7 +160,8 @@ function M.sync(cfg, conn, opts)
   -- for all of them) every 500 documents would drain its pipeline, so it
   -- may ask for a longer stretch between commits.
   local batch = sink.batch or M.BATCH
-  local job = state:start_job(key, opts.full and "full (forced)" or "full")
+  local job = state:start_job(key, opts.incremental and "incremental"
+    or opts.full and "full (forced)" or "full")
   result.job = job
   local incomplete = {}
   local pending = 0
@@ -255,11 +269,38 @@ function M.sync(cfg, conn, opts)
 
   local progress = opts.progress and progress_task(c, started) or nil
   state:begin()
-  local ok, err = xpcall(def.docs, debug.traceback, ctx)
+  local ok, err, cursor
+  if opts.incremental then
+    local stored = state:cursor(key)
+    local decoded
+    if stored then
+      ok, decoded = pcall(json.decode, stored)
+      if not ok then
+        -- Unreadable: start over from the beginning, which re-lists but
+        -- loses nothing (unchanged documents are skipped by hash).
+        clog.warn("stored incremental cursor is unreadable: listing from the start", { error = tostring(decoded) })
+        decoded = nil
+      end
+    end
+    ok, err = xpcall(def.docs_incremental, debug.traceback, ctx, decoded)
+    if ok then cursor, err = err, nil end
+  else
+    ok, err = xpcall(def.docs, debug.traceback, ctx)
+  end
   if ok then
     ok, err = pcall(flush)
   end
-  if ok and #incomplete == 0 then
+  if ok and cursor ~= nil then
+    if c.errors > 0 then
+      -- A document that failed is behind the new cursor: keep the old one
+      -- so the next incremental sync lists it again (the documents that
+      -- were written are skipped then by their hashes).
+      clog.warn("documents failed: the incremental cursor stays where it was", { errors = c.errors })
+    else
+      ok, err = pcall(function() state:set_cursor(key, json.encode(cursor)) end)
+    end
+  end
+  if ok and #incomplete == 0 and not opts.incremental then
     -- Complete listing: delete what the source no longer has, in batches
     -- (the state is never read whole).
     ok, err = pcall(function()
@@ -279,6 +320,7 @@ function M.sync(cfg, conn, opts)
   if progress then progress:cancel(); sys.write(2, "\r" .. string.rep(" ", 100) .. "\r") end
 
   if not ok then
+    if type(err) == "table" then err = err.fatal or tostring(err) end
     state:rollback()
     result.status = "failed"
     result.message = tostring(err)
@@ -288,7 +330,7 @@ function M.sync(cfg, conn, opts)
     if c.errors > 0 or #incomplete > 0 then
       result.status = "completed_with_errors"
       if #incomplete > 0 then
-        result.message = "listing incomplete, nothing deleted: " .. table.concat(incomplete, "; ")
+        result.message = (opts.incremental and "listing incomplete: " or "listing incomplete, nothing deleted: ") .. table.concat(incomplete, "; ")
       end
     else
       result.status = "completed"

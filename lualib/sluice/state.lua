@@ -198,6 +198,25 @@ function State:doc_error(job, id, reason)
   check(self.db:run("INSERT INTO doc_errors (job, id, reason) VALUES (?, ?, ?)", job, id, reason))
 end
 
+--- The incremental sync cursor last committed for a connector (the JSON
+-- text the connector's docs_incremental returned), or nil.
+function State:cursor(connector)
+  local row = self.db:one("SELECT cursor FROM cursors WHERE connector = ?", connector)
+  return row and row.cursor
+end
+
+--- Stores the cursor in the current transaction: it is committed with the
+-- documents it covers, never before them.
+function State:set_cursor(connector, cursor)
+  check(self.db:run([[INSERT INTO cursors (connector, cursor, updated) VALUES (?, ?, ?)
+    ON CONFLICT (connector) DO UPDATE SET cursor = excluded.cursor, updated = excluded.updated]],
+    connector, cursor, sys.time()))
+end
+
+function State:forget_cursor(connector)
+  check(self.db:run("DELETE FROM cursors WHERE connector = ?", connector))
+end
+
 --- Recent jobs, newest first.
 function State:jobs(connector, limit)
   local out = {}
