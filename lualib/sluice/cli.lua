@@ -22,7 +22,8 @@ Usage: sluice [--home DIR] COMMAND [OPTIONS]
 Syncs data sources into a search index: the embedded SQLite index by default.
 
 Commands:
-  sync CONFIG        run a full sync of the configured connectors
+  sync CONFIG        run a full (or --incremental) sync of the configured
+                     connectors
   search CONFIG INDEX QUERY
                      search an embedded index
   check CONFIG       validate the configuration and ping every source
@@ -48,7 +49,8 @@ Exit codes:
 Run `sluice COMMAND --help` for a command's options.
 ]],
   sync = [[
-Usage: sluice sync CONFIG [--connector ID] [--full] [--ndjson PATH] [--json]
+Usage: sluice sync CONFIG [--connector ID] [--full | --incremental]
+                   [--ndjson PATH] [--json]
 
 Runs a full sync of every connector in CONFIG (or only --connector ID):
 documents are written to the embedded index (or Elasticsearch, when
@@ -58,6 +60,13 @@ has are deleted once the whole source has been listed.
 Options:
   --connector ID   sync only this connector
   --full           rewrite every document, even unchanged ones
+  --incremental    list only what changed since the previous incremental
+                   sync (its cursor is kept in the state database; the
+                   first one lists everything the cursor covers). Nothing is
+                   deleted: deletions are caught by the next full sync. Every
+                   connector synced must support it (postgresql, mysql: the
+                   tables with timestamp_columns and the queries with a
+                   timestamp_column)
   --ndjson PATH    export every document as NDJSON to PATH ("-" for
                    stdout) instead of writing the index; the index and its
                    state are left untouched
@@ -217,12 +226,20 @@ local commands = {}
 
 function commands.sync(args)
   local opts, pos = parse(args, with_global({ connector = "value", full = "flag",
-    ndjson = "value", json = "flag", ["no-progress"] = "flag" }))
+    incremental = "flag", ndjson = "value", json = "flag", ["no-progress"] = "flag" }))
   if not opts then return usage(pos, "sync") end
   if opts.help then out(HELP.sync); return M.EXIT.ok end
   local gerr = apply_global(opts)
   if gerr then return usage(gerr, "sync") end
   if #pos ~= 1 then return usage("sync needs exactly one CONFIG", "sync") end
+  if opts.incremental and opts.full then
+    return usage("--incremental and --full exclude each other", "sync")
+  end
+  -- An export is every document: an incremental one would be a different
+  -- export each time, with its own cursor.
+  if opts.incremental and opts.ndjson then
+    return usage("--incremental and --ndjson exclude each other (an NDJSON export is always complete)", "sync")
+  end
   local cfg = load_config(pos[1])
   if not cfg then return M.EXIT.config end
   local list = cfg.connectors
@@ -231,13 +248,25 @@ function commands.sync(args)
     if not c then err("sluice: " .. cerr .. "\n"); return M.EXIT.usage end
     list = { c }
   end
+  if opts.incremental then
+    -- Refuse before anything runs: half the connectors synced is harder to
+    -- reason about than none.
+    for _, conn in ipairs(list) do
+      if not conn.definition.docs_incremental then
+        err(string.format("sluice: connector %s (%s) has no incremental sync: run a full sync for it%s\n",
+          conn.id, conn.service_type, #list > 1 and ", or pick connectors with --connector ID" or ""))
+        return M.EXIT.usage
+      end
+    end
+  end
   local engine = require("sluice.engine")
   local json = require("sluice.json")
   local worst = M.EXIT.ok
   local summaries = {}
   for _, conn in ipairs(list) do
     local progress = not opts["no-progress"] and not opts.json and sys.isatty(2)
-    local r = engine.sync(cfg, conn, { full = opts.full, ndjson = opts.ndjson, progress = progress })
+    local r = engine.sync(cfg, conn, { full = opts.full, incremental = opts.incremental,
+      ndjson = opts.ndjson, progress = progress })
     local c = r.counters
     if opts.json then
       summaries[#summaries + 1] = {
