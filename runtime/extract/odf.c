@@ -87,7 +87,7 @@ static void XMLCALL od_start(void *ud, const char *name, const char **atts)
     if (f->skip)
         return;
     const char *local;
-    int ns = sl_xml_ns(name, &local);
+    int ns = sl_xml_ns(ud, name, &local);
     if (od_skipped(ns, local)) {
         f->skip = f->depth;
         return;
@@ -101,7 +101,7 @@ static void XMLCALL od_start(void *ud, const char *name, const char **atts)
                 f->pending = ' ';
             f->paras++;
         } else if (strcmp(local, "s") == 0 && f->paras) {
-            const char *c = sl_xml_attr(atts, SL_NS_TEXT, "c");
+            const char *c = sl_xml_attr(ud, atts, SL_NS_TEXT, "c");
             long n = c ? strtol(c, NULL, 10) : 1;
             static const char spaces[] = "                ";
             /* runs of spaces are layout; a hostile count gets 16 */
@@ -118,7 +118,7 @@ static void XMLCALL od_start(void *ud, const char *name, const char **atts)
     } else if (ns == SL_NS_TABLE) {
         if (strcmp(local, "table") == 0) {
             if (f->mode == OD_SHEET && f->tables == 0) {
-                const char *nm = sl_xml_attr(atts, SL_NS_TABLE, "name");
+                const char *nm = sl_xml_attr(ud, atts, SL_NS_TABLE, "name");
                 od_newline(f);
                 if (nm && *nm) {
                     od_emit(f, nm, strlen(nm));
@@ -158,7 +158,7 @@ static void XMLCALL od_end(void *ud, const char *name)
         return;
     }
     const char *local;
-    int ns = sl_xml_ns(name, &local);
+    int ns = sl_xml_ns(ud, name, &local);
     if (ns == SL_NS_TEXT && (strcmp(local, "p") == 0 || strcmp(local, "h") == 0)) {
         if (f->paras > 0)
             f->paras--;
@@ -205,7 +205,7 @@ static void XMLCALL od_meta_start(void *ud, const char *name, const char **atts)
 {
     od_meta *m = ud;
     const char *local;
-    int ns = sl_xml_ns(name, &local);
+    int ns = sl_xml_ns(ud, name, &local);
     m->field = -1;
     if (ns == SL_NS_DC && strcmp(local, "title") == 0)
         m->field = OD_TITLE;
@@ -249,10 +249,10 @@ static int od_meta_load(sl_zip *z, sl_extract_result *out)
         free(m);
         return SL_ZIP_NOMEM;
     }
-    XML_SetElementHandler(p, od_meta_start, od_meta_end);
+    sl_xml_set_handlers(p, od_meta_start, od_meta_end);
     XML_SetCharacterDataHandler(p, od_meta_text);
     int rc = sl_zip_parse_xml(z, "meta.xml", &m->base);
-    XML_ParserFree(p);
+    sl_xml_parser_free(p);
     if (rc == SL_ZIP_TOOBIG || rc == SL_ZIP_TIMEOUT || rc == SL_ZIP_NOMEM) {
         free(m);
         return rc;
@@ -280,10 +280,10 @@ static void XMLCALL od_manifest_start(void *ud, const char *name, const char **a
 {
     od_manifest *m = ud;
     const char *local;
-    if (sl_xml_ns(name, &local) != SL_NS_MANIFEST)
+    if (sl_xml_ns(ud, name, &local) != SL_NS_MANIFEST)
         return;
     if (strcmp(local, "file-entry") == 0) {
-        const char *path = sl_xml_attr(atts, SL_NS_MANIFEST, "full-path");
+        const char *path = sl_xml_attr(ud, atts, SL_NS_MANIFEST, "full-path");
         m->in_content = path && strcmp(path, "content.xml") == 0;
     } else if (strcmp(local, "encryption-data") == 0 && m->in_content) {
         m->encrypted = 1;
@@ -296,9 +296,9 @@ static int od_encrypted(sl_zip *z, int *encrypted)
     XML_Parser p = sl_xml_parser_new(&m.base);
     if (!p)
         return SL_ZIP_NOMEM;
-    XML_SetStartElementHandler(p, od_manifest_start);
+    sl_xml_set_handlers(p, od_manifest_start, NULL);
     int rc = sl_zip_parse_xml(z, "META-INF/manifest.xml", &m.base);
-    XML_ParserFree(p);
+    sl_xml_parser_free(p);
     *encrypted = m.encrypted;
     if (rc == SL_ZIP_TOOBIG || rc == SL_ZIP_TIMEOUT || rc == SL_ZIP_NOMEM)
         return rc;
@@ -328,10 +328,10 @@ static int od_extract(const char *buf, size_t len, const sl_extract_limits *lim,
         if (!p) {
             rc = SL_ZIP_NOMEM;
         } else {
-            XML_SetElementHandler(p, od_start, od_end);
+            sl_xml_set_handlers(p, od_start, od_end);
             XML_SetCharacterDataHandler(p, od_text);
             rc = sl_zip_parse_xml(z, "content.xml", &f.base);
-            XML_ParserFree(p);
+            sl_xml_parser_free(p);
         }
     }
     if (mode == OD_SLIDES && (rc == SL_ZIP_OK || rc == SL_ZIP_STOPPED))

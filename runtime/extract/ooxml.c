@@ -85,12 +85,12 @@ static void XMLCALL ox_rels_start(void *ud, const char *name, const char **atts)
 {
     ox_rels *r = ud;
     const char *local;
-    if (sl_xml_ns(name, &local) != SL_NS_PKGREL || strcmp(local, "Relationship") != 0)
+    if (sl_xml_ns(ud, name, &local) != SL_NS_PKGREL || strcmp(local, "Relationship") != 0)
         return;
-    const char *id = sl_xml_attr(atts, SL_NS_OTHER, "Id");
-    const char *type = sl_xml_attr(atts, SL_NS_OTHER, "Type");
-    const char *target = sl_xml_attr(atts, SL_NS_OTHER, "Target");
-    const char *mode = sl_xml_attr(atts, SL_NS_OTHER, "TargetMode");
+    const char *id = sl_xml_attr(ud, atts, SL_NS_OTHER, "Id");
+    const char *type = sl_xml_attr(ud, atts, SL_NS_OTHER, "Type");
+    const char *target = sl_xml_attr(ud, atts, SL_NS_OTHER, "Target");
+    const char *mode = sl_xml_attr(ud, atts, SL_NS_OTHER, "TargetMode");
     if (!id || !type || !target || (mode && strcmp(mode, "External") == 0))
         return;
     if (r->n == r->cap) {
@@ -152,11 +152,11 @@ static int ox_rels_load(sl_zip *z, const char *part, ox_rels *r)
     if (!p) {
         rc = SL_ZIP_NOMEM;
     } else {
-        XML_SetStartElementHandler(p, ox_rels_start);
+        sl_xml_set_handlers(p, ox_rels_start, NULL);
         rc = sl_zip_parse_xml(z, name, &r->base);
         if (rc == SL_ZIP_NOTFOUND)
             rc = SL_ZIP_OK;
-        XML_ParserFree(p);
+        sl_xml_parser_free(p);
     }
     free(name);
     free(dir);
@@ -211,7 +211,7 @@ static void XMLCALL ox_meta_start(void *ud, const char *name, const char **atts)
 {
     ox_meta *m = ud;
     const char *local;
-    int ns = sl_xml_ns(name, &local);
+    int ns = sl_xml_ns(ud, name, &local);
     m->slot = NULL;
     m->len = 0;
     if (ns == SL_NS_DC && strcmp(local, "title") == 0)
@@ -251,10 +251,10 @@ static int ox_core(sl_zip *z, sl_extract_result *out)
     XML_Parser p = sl_xml_parser_new(&m.base);
     if (!p)
         return SL_ZIP_NOMEM;
-    XML_SetElementHandler(p, ox_meta_start, ox_meta_end);
+    sl_xml_set_handlers(p, ox_meta_start, ox_meta_end);
     XML_SetCharacterDataHandler(p, ox_meta_text);
     int rc = sl_zip_parse_xml(z, "docProps/core.xml", &m.base);
-    XML_ParserFree(p);
+    sl_xml_parser_free(p);
     if (rc == SL_ZIP_TOOBIG || rc == SL_ZIP_TIMEOUT || rc == SL_ZIP_NOMEM)
         return rc;
     return SL_ZIP_OK;
@@ -355,14 +355,14 @@ static void XMLCALL ox_flow_start(void *ud, const char *name, const char **atts)
     if (f->skip)
         return;
     const char *local;
-    int ns = sl_xml_ns(name, &local);
+    int ns = sl_xml_ns(ud, name, &local);
     if (f->notes && ns == SL_NS_P) {
         /* the notes page repeats the slide image and carries number, date,
          * header and footer fields: only the body placeholder is notes */
         if (strcmp(local, "sp") == 0) {
             f->notes = 1;
         } else if (strcmp(local, "ph") == 0) {
-            const char *type = sl_xml_attr(atts, SL_NS_OTHER, "type");
+            const char *type = sl_xml_attr(ud, atts, SL_NS_OTHER, "type");
             if (type && strcmp(type, "body") != 0)
                 f->notes = 2;
         }
@@ -413,7 +413,7 @@ static void XMLCALL ox_flow_end(void *ud, const char *name)
         return;
     }
     const char *local;
-    int ns = sl_xml_ns(name, &local);
+    int ns = sl_xml_ns(ud, name, &local);
     if (f->notes && ns == SL_NS_P) {
         if (strcmp(local, "sp") == 0)
             f->notes = 1;
@@ -453,10 +453,10 @@ static int ox_flow_part(sl_zip *z, const char *part, int ns, int notes, sl_extra
     XML_Parser p = sl_xml_parser_new(&f.base);
     if (!p)
         return SL_ZIP_NOMEM;
-    XML_SetElementHandler(p, ox_flow_start, ox_flow_end);
+    sl_xml_set_handlers(p, ox_flow_start, ox_flow_end);
     XML_SetCharacterDataHandler(p, ox_flow_text);
     int rc = sl_zip_parse_xml(z, part, &f.base);
-    XML_ParserFree(p);
+    sl_xml_parser_free(p);
     if (rc == SL_ZIP_OK && sl_extract_newline(out))
         rc = SL_ZIP_STOPPED;
     return rc;
@@ -563,7 +563,7 @@ static void XMLCALL ox_sst_start(void *ud, const char *name, const char **atts)
 {
     ox_sst *s = ud;
     const char *local;
-    if (sl_xml_ns(name, &local) != SL_NS_S)
+    if (sl_xml_ns(ud, name, &local) != SL_NS_S)
         return;
     if (strcmp(local, "si") == 0) {
         if (s->n == s->ncap) {
@@ -589,7 +589,7 @@ static void XMLCALL ox_sst_end(void *ud, const char *name)
 {
     ox_sst *s = ud;
     const char *local;
-    if (sl_xml_ns(name, &local) != SL_NS_S)
+    if (sl_xml_ns(ud, name, &local) != SL_NS_S)
         return;
     if (strcmp(local, "si") == 0) {
         s->in_si = 0;
@@ -623,10 +623,10 @@ static void XMLCALL ox_sheet_start(void *ud, const char *name, const char **atts
 {
     ox_sheet *sh = ud;
     const char *local;
-    if (sl_xml_ns(name, &local) != SL_NS_S)
+    if (sl_xml_ns(ud, name, &local) != SL_NS_S)
         return;
     if (strcmp(local, "c") == 0) {
-        const char *t = sl_xml_attr(atts, SL_NS_OTHER, "t");
+        const char *t = sl_xml_attr(ud, atts, SL_NS_OTHER, "t");
         size_t tl = t ? strlen(t) : 0;
         if (tl >= sizeof sh->type)
             tl = sizeof sh->type - 1;
@@ -659,7 +659,7 @@ static void XMLCALL ox_sheet_end(void *ud, const char *name)
 {
     ox_sheet *sh = ud;
     const char *local;
-    if (sl_xml_ns(name, &local) != SL_NS_S)
+    if (sl_xml_ns(ud, name, &local) != SL_NS_S)
         return;
     if (strcmp(local, "v") == 0 || (strcmp(local, "t") == 0 && sh->in_is)) {
         sh->in_v = 0;
@@ -724,13 +724,13 @@ static void XMLCALL ox_order_start(void *ud, const char *name, const char **atts
 {
     ox_order *o = ud;
     const char *local;
-    int ns = sl_xml_ns(name, &local);
+    int ns = sl_xml_ns(ud, name, &local);
     int want = o->slides ? (ns == SL_NS_P && strcmp(local, "sldId") == 0)
                          : (ns == SL_NS_S && strcmp(local, "sheet") == 0);
     if (!want)
         return;
-    const char *id = sl_xml_attr(atts, SL_NS_R, "id");
-    const char *nm = o->slides ? "" : sl_xml_attr(atts, SL_NS_OTHER, "name");
+    const char *id = sl_xml_attr(ud, atts, SL_NS_R, "id");
+    const char *nm = o->slides ? "" : sl_xml_attr(ud, atts, SL_NS_OTHER, "name");
     if (!id || !nm || o->n >= OX_MAX_RELS)
         return;
     if (o->n == o->cap) {
@@ -771,9 +771,9 @@ static int ox_order_load(sl_zip *z, const char *part, int slides, ox_order *o)
     XML_Parser p = sl_xml_parser_new(&o->base);
     if (!p)
         return SL_ZIP_NOMEM;
-    XML_SetStartElementHandler(p, ox_order_start);
+    sl_xml_set_handlers(p, ox_order_start, NULL);
     int rc = sl_zip_parse_xml(z, part, &o->base);
-    XML_ParserFree(p);
+    sl_xml_parser_free(p);
     return rc;
 }
 
@@ -785,10 +785,10 @@ static int ox_sst_load(sl_zip *z, const ox_rels *rels, ox_sst *s)
     XML_Parser p = sl_xml_parser_new(&s->base);
     if (!p)
         return SL_ZIP_NOMEM;
-    XML_SetElementHandler(p, ox_sst_start, ox_sst_end);
+    sl_xml_set_handlers(p, ox_sst_start, ox_sst_end);
     XML_SetCharacterDataHandler(p, ox_sst_text);
     int rc = sl_zip_parse_xml(z, rel->target, &s->base);
-    XML_ParserFree(p);
+    sl_xml_parser_free(p);
     if (rc == SL_ZIP_OK && s->in_si && ox_sst_put(s, "", 1))
         rc = SL_ZIP_NOMEM; /* keep every offset NUL-terminated */
     return rc == SL_ZIP_NOTFOUND ? SL_ZIP_OK : rc;
@@ -800,10 +800,10 @@ static int ox_sheet_part(sl_zip *z, const char *part, const ox_sst *sst, sl_extr
     XML_Parser p = sl_xml_parser_new(&sh.base);
     if (!p)
         return SL_ZIP_NOMEM;
-    XML_SetElementHandler(p, ox_sheet_start, ox_sheet_end);
+    sl_xml_set_handlers(p, ox_sheet_start, ox_sheet_end);
     XML_SetCharacterDataHandler(p, ox_sheet_text);
     int rc = sl_zip_parse_xml(z, part, &sh.base);
-    XML_ParserFree(p);
+    sl_xml_parser_free(p);
     free(sh.val);
     if (rc == SL_ZIP_OK && sl_extract_newline(out))
         rc = SL_ZIP_STOPPED;

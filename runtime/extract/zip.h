@@ -76,16 +76,27 @@ const char *sl_zip_strerror(int code);
 /* ---- XML parts -------------------------------------------------------- */
 
 /* Every parser context starts with this; handlers stop a parse with
- * sl_xml_stop(), which records why. */
+ * sl_xml_stop(), which records why. The rest is the namespace bookkeeping of
+ * zip.c: private to it. */
+typedef struct sl_xml_nsdecl sl_xml_nsdecl;
 typedef struct {
     XML_Parser parser;
     int status; /* SL_ZIP_OK, or why the parse was stopped */
+    XML_StartElementHandler on_start;
+    XML_EndElementHandler on_end;
+    int depth;
+    sl_xml_nsdecl *decls; /* in-scope prefix bindings, innermost last */
+    size_t ndecls, capdecls;
 } sl_xml_base;
 
-/* A namespace-aware parser ("uri|local" names) with `ctx` (which starts with
- * an sl_xml_base) as user data, that refuses entity declarations. NULL when
- * out of memory. */
+/* A parser with `ctx` (which starts with an sl_xml_base) as user data, that
+ * refuses entity declarations and resolves namespaces for sl_xml_ns and
+ * sl_xml_attr. NULL when out of memory. Set element handlers with
+ * sl_xml_set_handlers, never XML_SetElementHandler, and free the parser with
+ * sl_xml_parser_free. */
 XML_Parser sl_xml_parser_new(sl_xml_base *ctx);
+void sl_xml_set_handlers(XML_Parser p, XML_StartElementHandler start, XML_EndElementHandler end);
+void sl_xml_parser_free(XML_Parser p);
 void sl_xml_stop(sl_xml_base *ctx, int status);
 
 /* Parses entry `name` with the parser in ctx as it inflates. */
@@ -103,11 +114,12 @@ enum {
     SL_NS_DRAW, SL_NS_META, SL_NS_PRESENTATION, SL_NS_MANIFEST
 };
 
-/* The namespace id of an expat "uri|local" name; *local gets the local
- * part. */
-int sl_xml_ns(const char *name, const char **local);
-/* The value of attribute (ns, local) in expat's atts array, or NULL. */
-const char *sl_xml_attr(const char **atts, int ns, const char *local);
+/* The namespace id of element `name` as a handler of ctx's parser got it
+ * ("w:p", or "p" in the default namespace); *local gets the local part. */
+int sl_xml_ns(const void *ctx, const char *name, const char **local);
+/* The value of attribute (ns, local) in a handler's atts array, or NULL.
+ * Unprefixed attributes are in no namespace (SL_NS_OTHER), as XML says. */
+const char *sl_xml_attr(const void *ctx, const char **atts, int ns, const char *local);
 
 /* ---- glue to the extraction result (extract.h) -------------------------- */
 
