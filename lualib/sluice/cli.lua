@@ -101,6 +101,11 @@ Usage: sluice connectors [--describe NAME] [--json]
 
 Lists the available connectors, or describes one's configuration settings.
 ]],
+  version = [[
+Usage: sluice version
+
+Prints the version of sluice and of its LuaJIT.
+]],
   lua = [[
 Usage: sluice lua SCRIPT [ARGS...]
 
@@ -398,6 +403,10 @@ function commands.connectors(args)
       for k, f in pairs(def.configuration) do
         local copy = {}
         for a, v in pairs(f) do copy[a] = v end
+        -- an empty list default is [] in JSON, not {}
+        if f.type == "list" and type(copy.default) == "table" then
+          copy.default = setmetatable({ unpack(copy.default) }, json.array_mt)
+        end
         fields[k] = copy
       end
       out(json.encode({ name = def.name, title = def.title, description = def.description,
@@ -428,6 +437,15 @@ function commands.connectors(args)
     return M.EXIT.ok
   end
   local names = registry.list()
+  if opts.json then
+    local list = setmetatable({}, json.array_mt)
+    for i, n in ipairs(names) do
+      local def, lerr = registry.load(n)
+      list[i] = { name = n, title = def and def.title or nil, error = not def and lerr or nil }
+    end
+    out(json.encode(list) .. "\n")
+    return M.EXIT.ok
+  end
   for _, n in ipairs(names) do
     local def = registry.load(n)
     out(string.format("%-22s %s\n", n, def and def.title or "(does not load)"))
@@ -448,7 +466,11 @@ function commands.lua(args)
   return M.EXIT.ok
 end
 
-function commands.version()
+function commands.version(args)
+  local opts, pos = parse(args, with_global({}))
+  if not opts then return usage(pos, "version") end
+  if opts.help then out(HELP.version); return M.EXIT.ok end
+  if #pos > 0 then return usage("version takes no arguments", "version") end
   out("sluice " .. VERSION .. " (" .. jit.version .. ")\n")
   return M.EXIT.ok
 end

@@ -15,7 +15,11 @@ local env = sys.environ()
 local threshold = LEVELS[env.SLUICE_LOG_LEVEL or "info"] or LEVELS.info
 local format = env.SLUICE_LOG_FORMAT or (sys.isatty(2) and "text" or "json")
 local secrets = {}
-local sink = function(line) sys.write(2, line) end
+-- On a terminal a line first erases the sync's progress line (written with
+-- "\r" and no newline), which it would otherwise be glued to.
+local erase = sys.isatty(2) and "\r\27[K" or ""
+local function default_sink(line) sys.write(2, erase .. line) end
+local sink = default_sink
 
 --- Sets the lowest level written ("debug", "info", "warn", "error", "off").
 function M.set_level(name)
@@ -29,7 +33,7 @@ end
 function M.set_format(f) format = f end
 
 --- Redirects output (tests capture lines with this).
-function M.set_sink(fn) sink = fn or function(line) sys.write(2, line) end end
+function M.set_sink(fn) sink = fn or default_sink end
 
 --- Registers a secret value: it never appears in a log line.
 function M.add_secret(value)
