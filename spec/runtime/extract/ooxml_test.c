@@ -169,6 +169,57 @@ static void test_zip_bomb(void)
     free(buf);
 }
 
+/* Namespace resolution of the XML layer: any prefix may name a namespace,
+ * the default namespace applies to elements only, an inner declaration hides
+ * an outer one until its element ends, and xmlns attributes are no
+ * attributes. */
+typedef struct {
+    sl_xml_base base;
+    char log[512];
+} ns_log;
+
+static void ns_start(void *ud, const char *name, const char **atts)
+{
+    ns_log *l = ud;
+    const char *local;
+    int ns = sl_xml_ns(ud, name, &local);
+    const char *v = sl_xml_attr(ud, atts, SL_NS_W, "val");
+    const char *plain = sl_xml_attr(ud, atts, SL_NS_OTHER, "val");
+    const char *decl = sl_xml_attr(ud, atts, SL_NS_OTHER, "q");
+    size_t n = strlen(l->log);
+    snprintf(l->log + n, sizeof l->log - n, "%d:%s%s%s%s%s%s ", ns, local, v ? " w=" : "", v ? v : "",
+             plain ? " o=" : "", plain ? plain : "", decl ? " DECL" : "");
+}
+
+static void test_xml_namespaces(void)
+{
+    static const char doc[] =
+        "<root xmlns='http://schemas.openxmlformats.org/wordprocessingml/2006/main'"
+        " xmlns:q='http://purl.oclc.org/ooxml/drawingml/main' xmlns:u='urn:unknown'>"
+        "<p val='1'/><q:t/><u:t/>"
+        "<inner xmlns:q='urn:hides' xmlns:k='http://purl.oclc.org/ooxml/wordprocessingml/main'>"
+        "<q:t/><k:p k:val='2'/></inner>"
+        "<q:t/><x xmlns=''><p/></x><p/></root>";
+    ns_log l = {0};
+    XML_Parser p = sl_xml_parser_new(&l.base);
+    CHECK(p != NULL);
+    if (!p)
+        return;
+    sl_xml_set_handlers(p, ns_start, NULL);
+    CHECK(sl_xml_parse_buffer(&l.base, doc, sizeof doc - 1) == SL_ZIP_OK);
+    sl_xml_parser_free(p);
+    CHECK_STR(l.log, "1:root 1:p o=1 2:t 0:t 1:inner 0:t 1:p w=2 2:t 0:x 0:p 1:p ");
+    /* an unbound prefix or a bad tag is still malformed */
+    ns_log bad = {0};
+    p = sl_xml_parser_new(&bad.base);
+    CHECK(p != NULL);
+    if (!p)
+        return;
+    sl_xml_set_handlers(p, ns_start, NULL);
+    CHECK(sl_xml_parse_buffer(&bad.base, "<a><b></a>", 10) == SL_ZIP_BADXML);
+    sl_xml_parser_free(p);
+}
+
 int main(void)
 {
     if (!sl_fx_corpus())
@@ -181,5 +232,6 @@ int main(void)
         test_hostile();
     }
     test_zip_bomb();
+    test_xml_namespaces();
     return sl_test_done("ooxml");
 }
