@@ -97,6 +97,33 @@ describe("sluice.text", function()
       assert.are.equal(string.rep("abcdefgh", 4096), text.gunzip(z .. "\0\0\0\0"))
     end)
 
+    it("takes the trailer's size as a hint only, and builds the result once", function()
+      local big, small = string.rep("0123456789abcdef", 8192), "tail\n"
+      -- the last member's ISIZE (5) undersizes the first buffer: it grows
+      assert.are.equal(big .. small, text.gunzip(gzip(big) .. gzip(small)))
+      -- zero padding hides the trailer: sizes around the doubling steps
+      for _, n in ipairs({ 1, 65535, 65536, 65537, 131072, 200001 }) do
+        local s = string.rep("x", n - 1) .. "y"
+        assert.are.equal(s, text.gunzip(gzip(s) .. "\0\0\0\0"), n)
+        assert.are.equal(s, text.gunzip(gzip(s), n), n)
+        assert.are.same({ nil, "too large" }, { text.gunzip(gzip(s), n - 1) }, n)
+      end
+      -- a forged length in the trailer is caught by zlib's check
+      local z = gzip(big)
+      local forged = z:sub(1, #z - 4) .. "\255\255\255\127"
+      assert.are.same({ nil, "corrupt gzip data" }, { text.gunzip(forged) })
+      -- 8 MB out costs the Lua heap one 8 MB string, not a pile of pieces
+      local eight = gzip(string.rep("changelog line\n", 559241))
+      collectgarbage()
+      collectgarbage("stop")
+      local before = collectgarbage("count")
+      local out = text.gunzip(eight)
+      local grew = collectgarbage("count") - before
+      collectgarbage("restart")
+      assert.are.equal(8388615, #out)
+      assert.is_true(grew < 8 * 1024 * 1.1, grew)
+    end)
+
     it("stops a gzip bomb at the cap while inflating", function()
       local bomb = gzip(string.rep("\0", 32 * 1024 * 1024))
       assert.is_true(#bomb < 100 * 1024)
