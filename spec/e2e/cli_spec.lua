@@ -162,6 +162,29 @@ describe("sluice CLI", function()
     assert.truthy(err:find("(indexes: search-s)", 1, true), err)
   end)
 
+  it("syncs only the connector --connector names, and refuses an unknown id", function()
+    local env = "SLUICE_CONNECTORS_PATH=spec/fixtures/connectors "
+    cli.write(dir .. "/plan.json", json.encode({ docs = { { _id = "a", title = "alpha" } } }))
+    local tree = dir .. "/tree"
+    assert(cli.sh("mkdir -p " .. cli.q(tree) .. " && echo hi > " .. cli.q(tree .. "/f.txt")) == 0)
+    local two = dir .. "/two.yml"
+    cli.write(two, "data_dir: ./data\nconnectors:\n  - id: files\n    service_type: filesystem\n" ..
+      "    configuration:\n      path: " .. tree .. "\n  - id: s\n    service_type: scripted\n" ..
+      "    configuration:\n      plan: " .. dir .. "/plan.json\n")
+    local rc, out = cli.sh(env .. cli.bin .. " sync " .. cli.q(two) .. " --connector s --json")
+    assert.are.equal(0, rc)
+    local s = json.decode(out)
+    assert.are.same({ "s", "search-s", 1, 1 }, { s.connector, s.index, s.indexed, s.index_count })
+    rc, out = cli.sh(env .. cli.bin .. " sync " .. cli.q(two) .. " --json")
+    assert.are.equal(0, rc)
+    s = json.decode(out)
+    assert.are.same({ "files", 1, "s", 0, 1 }, { s[1].connector, s[1].indexed, s[2].connector, s[2].indexed, s[2].unchanged })
+    local err
+    rc, out, err = cli.sh(env .. cli.bin .. " sync " .. cli.q(two) .. " --connector nope")
+    assert.are.same({ 2, "" }, { rc, out })
+    assert.are.equal("sluice: no connector with id 'nope' in " .. two .. " (ids: files, s)\n", err)
+  end)
+
   it("finds lualib and connectors beside the binary, or where --home and SLUICE_HOME say", function()
     local home = dir .. "/home"
     local src = require("sluice.sys").realpath(".")
