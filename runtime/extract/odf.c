@@ -2,7 +2,7 @@
  * Text from OpenDocument packages: ODT, ODS, ODP.
  *
  * All three keep their text in content.xml and their metadata in meta.xml,
- * so one streaming expat pass over content.xml serves every flavour (zip.c
+ * so one streaming SAX pass over content.xml serves every flavour (zip.c
  * caps the inflation and refuses entity declarations). The layout rules are
  * those of the OOXML extractor, so a document reads the same whichever
  * suite saved it:
@@ -80,7 +80,7 @@ static int od_skipped(int ns, const char *local)
     return 0;
 }
 
-static void XMLCALL od_start(void *ud, const char *name, const char **atts)
+static void od_start(void *ud, const char *name, const char **atts)
 {
     od_flow *f = ud;
     f->depth++;
@@ -148,7 +148,7 @@ static void XMLCALL od_start(void *ud, const char *name, const char **atts)
     }
 }
 
-static void XMLCALL od_end(void *ud, const char *name)
+static void od_end(void *ud, const char *name)
 {
     od_flow *f = ud;
     int depth = f->depth--;
@@ -183,7 +183,7 @@ static void XMLCALL od_end(void *ud, const char *name)
     }
 }
 
-static void XMLCALL od_text(void *ud, const char *s, int n)
+static void od_text(void *ud, const char *s, int n)
 {
     od_flow *f = ud;
     if (f->paras && !f->skip)
@@ -201,7 +201,7 @@ typedef struct {
     size_t len[OD_NMETA];
 } od_meta;
 
-static void XMLCALL od_meta_start(void *ud, const char *name, const char **atts)
+static void od_meta_start(void *ud, const char *name, const char **atts)
 {
     od_meta *m = ud;
     const char *local;
@@ -221,12 +221,12 @@ static void XMLCALL od_meta_start(void *ud, const char *name, const char **atts)
         m->len[m->field] = 0;
 }
 
-static void XMLCALL od_meta_end(void *ud, const char *name)
+static void od_meta_end(void *ud, const char *name)
 {
     ((od_meta *)ud)->field = -1;
 }
 
-static void XMLCALL od_meta_text(void *ud, const char *s, int n)
+static void od_meta_text(void *ud, const char *s, int n)
 {
     od_meta *m = ud;
     if (m->field < 0)
@@ -244,13 +244,13 @@ static int od_meta_load(sl_zip *z, sl_extract_result *out)
     if (!m)
         return SL_ZIP_NOMEM;
     m->field = -1;
-    XML_Parser p = sl_xml_parser_new(&m->base);
+    sl_xml_parser *p = sl_xml_parser_new(&m->base);
     if (!p) {
         free(m);
         return SL_ZIP_NOMEM;
     }
     sl_xml_set_handlers(p, od_meta_start, od_meta_end);
-    XML_SetCharacterDataHandler(p, od_meta_text);
+    sl_xml_set_text(p, od_meta_text);
     int rc = sl_zip_parse_xml(z, "meta.xml", &m->base);
     sl_xml_parser_free(p);
     if (rc == SL_ZIP_TOOBIG || rc == SL_ZIP_TIMEOUT || rc == SL_ZIP_NOMEM) {
@@ -276,7 +276,7 @@ typedef struct {
     int encrypted;
 } od_manifest;
 
-static void XMLCALL od_manifest_start(void *ud, const char *name, const char **atts)
+static void od_manifest_start(void *ud, const char *name, const char **atts)
 {
     od_manifest *m = ud;
     const char *local;
@@ -293,7 +293,7 @@ static void XMLCALL od_manifest_start(void *ud, const char *name, const char **a
 static int od_encrypted(sl_zip *z, int *encrypted)
 {
     od_manifest m = {0};
-    XML_Parser p = sl_xml_parser_new(&m.base);
+    sl_xml_parser *p = sl_xml_parser_new(&m.base);
     if (!p)
         return SL_ZIP_NOMEM;
     sl_xml_set_handlers(p, od_manifest_start, NULL);
@@ -324,12 +324,12 @@ static int od_extract(const char *buf, size_t len, const sl_extract_limits *lim,
     }
     od_flow f = {.out = out, .mode = mode};
     if (rc == SL_ZIP_OK) {
-        XML_Parser p = sl_xml_parser_new(&f.base);
+        sl_xml_parser *p = sl_xml_parser_new(&f.base);
         if (!p) {
             rc = SL_ZIP_NOMEM;
         } else {
             sl_xml_set_handlers(p, od_start, od_end);
-            XML_SetCharacterDataHandler(p, od_text);
+            sl_xml_set_text(p, od_text);
             rc = sl_zip_parse_xml(z, "content.xml", &f.base);
             sl_xml_parser_free(p);
         }

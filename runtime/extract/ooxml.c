@@ -3,7 +3,7 @@
  *
  * Parts are found the way OPC says, through relationships, not by guessing
  * names: _rels/.rels names the main part, the main part's rels name headers,
- * sheets, slides and notes. Every part is parsed with expat as it inflates
+ * sheets, slides and notes. Every part is parsed with libxml2 (SAX) as it inflates
  * (zip.c enforces the caps and refuses entity declarations), so a big sheet
  * never sits in memory as XML.
  *
@@ -81,7 +81,7 @@ static char *ox_resolve(const char *dir, const char *target)
     return path;
 }
 
-static void XMLCALL ox_rels_start(void *ud, const char *name, const char **atts)
+static void ox_rels_start(void *ud, const char *name, const char **atts)
 {
     ox_rels *r = ud;
     const char *local;
@@ -148,7 +148,7 @@ static int ox_rels_load(sl_zip *z, const char *part, ox_rels *r)
     memcpy(name + len + 6, ".rels", 6);
     r->dir = dir;
     int rc = SL_ZIP_OK;
-    XML_Parser p = sl_xml_parser_new(&r->base);
+    sl_xml_parser *p = sl_xml_parser_new(&r->base);
     if (!p) {
         rc = SL_ZIP_NOMEM;
     } else {
@@ -207,7 +207,7 @@ typedef struct {
     size_t len;
 } ox_meta;
 
-static void XMLCALL ox_meta_start(void *ud, const char *name, const char **atts)
+static void ox_meta_start(void *ud, const char *name, const char **atts)
 {
     ox_meta *m = ud;
     const char *local;
@@ -224,7 +224,7 @@ static void XMLCALL ox_meta_start(void *ud, const char *name, const char **atts)
         m->slot = &m->out->modified;
 }
 
-static void XMLCALL ox_meta_text(void *ud, const char *s, int n)
+static void ox_meta_text(void *ud, const char *s, int n)
 {
     ox_meta *m = ud;
     if (!m->slot)
@@ -235,7 +235,7 @@ static void XMLCALL ox_meta_text(void *ud, const char *s, int n)
     m->len += k;
 }
 
-static void XMLCALL ox_meta_end(void *ud, const char *name)
+static void ox_meta_end(void *ud, const char *name)
 {
     ox_meta *m = ud;
     if (m->slot)
@@ -248,11 +248,11 @@ static void XMLCALL ox_meta_end(void *ud, const char *name)
 static int ox_core(sl_zip *z, sl_extract_result *out)
 {
     ox_meta m = {.out = out};
-    XML_Parser p = sl_xml_parser_new(&m.base);
+    sl_xml_parser *p = sl_xml_parser_new(&m.base);
     if (!p)
         return SL_ZIP_NOMEM;
     sl_xml_set_handlers(p, ox_meta_start, ox_meta_end);
-    XML_SetCharacterDataHandler(p, ox_meta_text);
+    sl_xml_set_text(p, ox_meta_text);
     int rc = sl_zip_parse_xml(z, "docProps/core.xml", &m.base);
     sl_xml_parser_free(p);
     if (rc == SL_ZIP_TOOBIG || rc == SL_ZIP_TIMEOUT || rc == SL_ZIP_NOMEM)
@@ -348,7 +348,7 @@ static void ox_para_end(ox_flow *f)
         f->pending = ' ';
 }
 
-static void XMLCALL ox_flow_start(void *ud, const char *name, const char **atts)
+static void ox_flow_start(void *ud, const char *name, const char **atts)
 {
     ox_flow *f = ud;
     f->depth++;
@@ -403,7 +403,7 @@ static void XMLCALL ox_flow_start(void *ud, const char *name, const char **atts)
     }
 }
 
-static void XMLCALL ox_flow_end(void *ud, const char *name)
+static void ox_flow_end(void *ud, const char *name)
 {
     ox_flow *f = ud;
     int depth = f->depth--;
@@ -439,7 +439,7 @@ static void XMLCALL ox_flow_end(void *ud, const char *name)
     }
 }
 
-static void XMLCALL ox_flow_text(void *ud, const char *s, int n)
+static void ox_flow_text(void *ud, const char *s, int n)
 {
     ox_flow *f = ud;
     if (f->in_text && !f->skip && f->notes != 2)
@@ -450,11 +450,11 @@ static void XMLCALL ox_flow_text(void *ud, const char *s, int n)
 static int ox_flow_part(sl_zip *z, const char *part, int ns, int notes, sl_extract_result *out)
 {
     ox_flow f = {.out = out, .ns = ns, .notes = notes ? 1 : 0};
-    XML_Parser p = sl_xml_parser_new(&f.base);
+    sl_xml_parser *p = sl_xml_parser_new(&f.base);
     if (!p)
         return SL_ZIP_NOMEM;
     sl_xml_set_handlers(p, ox_flow_start, ox_flow_end);
-    XML_SetCharacterDataHandler(p, ox_flow_text);
+    sl_xml_set_text(p, ox_flow_text);
     int rc = sl_zip_parse_xml(z, part, &f.base);
     sl_xml_parser_free(p);
     if (rc == SL_ZIP_OK && sl_extract_newline(out))
@@ -559,7 +559,7 @@ static int ox_sst_put(ox_sst *s, const char *p, size_t n)
     return 0;
 }
 
-static void XMLCALL ox_sst_start(void *ud, const char *name, const char **atts)
+static void ox_sst_start(void *ud, const char *name, const char **atts)
 {
     ox_sst *s = ud;
     const char *local;
@@ -585,7 +585,7 @@ static void XMLCALL ox_sst_start(void *ud, const char *name, const char **atts)
     }
 }
 
-static void XMLCALL ox_sst_end(void *ud, const char *name)
+static void ox_sst_end(void *ud, const char *name)
 {
     ox_sst *s = ud;
     const char *local;
@@ -602,7 +602,7 @@ static void XMLCALL ox_sst_end(void *ud, const char *name)
     }
 }
 
-static void XMLCALL ox_sst_text(void *ud, const char *p, int n)
+static void ox_sst_text(void *ud, const char *p, int n)
 {
     ox_sst *s = ud;
     if (s->in_si && s->in_t && !s->in_rph && ox_sst_put(s, p, (size_t)n))
@@ -619,7 +619,7 @@ typedef struct {
     int in_v, in_is, row_cells;
 } ox_sheet;
 
-static void XMLCALL ox_sheet_start(void *ud, const char *name, const char **atts)
+static void ox_sheet_start(void *ud, const char *name, const char **atts)
 {
     ox_sheet *sh = ud;
     const char *local;
@@ -655,7 +655,7 @@ static void ox_sheet_emit(ox_sheet *sh, const char *s, size_t n)
         sl_xml_stop(&sh->base, SL_ZIP_STOPPED);
 }
 
-static void XMLCALL ox_sheet_end(void *ud, const char *name)
+static void ox_sheet_end(void *ud, const char *name)
 {
     ox_sheet *sh = ud;
     const char *local;
@@ -690,7 +690,7 @@ static void XMLCALL ox_sheet_end(void *ud, const char *name)
     }
 }
 
-static void XMLCALL ox_sheet_text(void *ud, const char *s, int n)
+static void ox_sheet_text(void *ud, const char *s, int n)
 {
     ox_sheet *sh = ud;
     if (!sh->in_v || sh->in_is == 2)
@@ -720,7 +720,7 @@ typedef struct {
     int slides; /* presentation.xml: p:sldId instead of s:sheet */
 } ox_order;
 
-static void XMLCALL ox_order_start(void *ud, const char *name, const char **atts)
+static void ox_order_start(void *ud, const char *name, const char **atts)
 {
     ox_order *o = ud;
     const char *local;
@@ -768,7 +768,7 @@ static int ox_order_load(sl_zip *z, const char *part, int slides, ox_order *o)
 {
     memset(o, 0, sizeof *o);
     o->slides = slides;
-    XML_Parser p = sl_xml_parser_new(&o->base);
+    sl_xml_parser *p = sl_xml_parser_new(&o->base);
     if (!p)
         return SL_ZIP_NOMEM;
     sl_xml_set_handlers(p, ox_order_start, NULL);
@@ -782,11 +782,11 @@ static int ox_sst_load(sl_zip *z, const ox_rels *rels, ox_sst *s)
     const ox_rel *rel = ox_rels_by_type(rels, "sharedStrings");
     if (!rel)
         return SL_ZIP_OK;
-    XML_Parser p = sl_xml_parser_new(&s->base);
+    sl_xml_parser *p = sl_xml_parser_new(&s->base);
     if (!p)
         return SL_ZIP_NOMEM;
     sl_xml_set_handlers(p, ox_sst_start, ox_sst_end);
-    XML_SetCharacterDataHandler(p, ox_sst_text);
+    sl_xml_set_text(p, ox_sst_text);
     int rc = sl_zip_parse_xml(z, rel->target, &s->base);
     sl_xml_parser_free(p);
     if (rc == SL_ZIP_OK && s->in_si && ox_sst_put(s, "", 1))
@@ -797,11 +797,11 @@ static int ox_sst_load(sl_zip *z, const ox_rels *rels, ox_sst *s)
 static int ox_sheet_part(sl_zip *z, const char *part, const ox_sst *sst, sl_extract_result *out)
 {
     ox_sheet sh = {.out = out, .sst = sst};
-    XML_Parser p = sl_xml_parser_new(&sh.base);
+    sl_xml_parser *p = sl_xml_parser_new(&sh.base);
     if (!p)
         return SL_ZIP_NOMEM;
     sl_xml_set_handlers(p, ox_sheet_start, ox_sheet_end);
-    XML_SetCharacterDataHandler(p, ox_sheet_text);
+    sl_xml_set_text(p, ox_sheet_text);
     int rc = sl_zip_parse_xml(z, part, &sh.base);
     sl_xml_parser_free(p);
     free(sh.val);

@@ -1,6 +1,6 @@
 /*
  * Reading zip containers (OOXML, ODF) from memory, with caps enforced while
- * inflating, and feeding their XML parts to expat safely.
+ * inflating, and feeding their XML parts to an XML parser safely.
  *
  * A zip's declared sizes are attacker-controlled, so nothing here trusts
  * them: bytes are counted as they come out of the inflater, per entry and per
@@ -8,15 +8,15 @@
  * or with SL_ZIP_BADSIZE the moment an entry passes its declared size.
  * Buffers grow with what was actually read, never with what a header says.
  *
- * XML parts are parsed by expat as they inflate (no whole-part buffer). A
- * parser made by sl_xml_parser_new() refuses documents that declare entities
- * (billion laughs and friends never get to expand), and its user data must
- * start with an sl_xml_base so a handler can stop the parse with a reason.
+ * XML parts are parsed by libxml2's SAX2 push parser as they inflate (no
+ * whole-part buffer). A parser made by sl_xml_parser_new() refuses documents
+ * that declare entities (billion laughs and friends never get to expand),
+ * and its user data must start with an sl_xml_base so a handler can stop the
+ * parse with a reason.
  */
 #ifndef SL_EXTRACT_ZIP_H
 #define SL_EXTRACT_ZIP_H
 
-#include <expat.h>
 #include <stddef.h>
 
 typedef struct sl_zip sl_zip;
@@ -75,28 +75,41 @@ const char *sl_zip_strerror(int code);
 
 /* ---- XML parts -------------------------------------------------------- */
 
+/* Handlers get an element's local name; sl_xml_ns tells its namespace and
+ * sl_xml_attr reads its attributes (`atts` is opaque: pass it on). */
+typedef void (*sl_xml_start_fn)(void *ud, const char *name, const char **atts);
+typedef void (*sl_xml_end_fn)(void *ud, const char *name);
+typedef void (*sl_xml_text_fn)(void *ud, const char *s, int n);
+typedef struct sl_xml_parser sl_xml_parser;
+
 /* Every parser context starts with this; handlers stop a parse with
- * sl_xml_stop(), which records why. The rest is the namespace bookkeeping of
- * zip.c: private to it. */
-typedef struct sl_xml_nsdecl sl_xml_nsdecl;
+ * sl_xml_stop(), which records why. The rest is zip.c's bookkeeping. */
 typedef struct {
-    XML_Parser parser;
+    sl_xml_parser *parser;
     int status; /* SL_ZIP_OK, or why the parse was stopped */
-    XML_StartElementHandler on_start;
-    XML_EndElementHandler on_end;
-    int depth;
-    sl_xml_nsdecl *decls; /* in-scope prefix bindings, innermost last */
-    size_t ndecls, capdecls;
+    sl_xml_start_fn on_start;
+    sl_xml_end_fn on_end;
+    sl_xml_text_fn on_text;
+    int ns;                 /* namespace id of the element being reported */
+    const void *uri_seen[4];/* interned namespace URIs met last, and their ids */
+    int uri_id[4];
+    unsigned uri_next;
+    const char **atts;      /* libxml2's 5-tuples of the current start tag */
+    int natts;
+    const char **vals;      /* their values, NUL-terminated, once asked for */
+    int have_vals;
+    char *scratch;
+    size_t scratch_cap, vals_cap;
 } sl_xml_base;
 
 /* A parser with `ctx` (which starts with an sl_xml_base) as user data, that
- * refuses entity declarations and resolves namespaces for sl_xml_ns and
- * sl_xml_attr. NULL when out of memory. Set element handlers with
- * sl_xml_set_handlers, never XML_SetElementHandler, and free the parser with
+ * refuses entity declarations, never touches the network and reports
+ * nothing on stderr. NULL when out of memory. Free it with
  * sl_xml_parser_free. */
-XML_Parser sl_xml_parser_new(sl_xml_base *ctx);
-void sl_xml_set_handlers(XML_Parser p, XML_StartElementHandler start, XML_EndElementHandler end);
-void sl_xml_parser_free(XML_Parser p);
+sl_xml_parser *sl_xml_parser_new(sl_xml_base *ctx);
+void sl_xml_set_handlers(sl_xml_parser *p, sl_xml_start_fn start, sl_xml_end_fn end);
+void sl_xml_set_text(sl_xml_parser *p, sl_xml_text_fn text);
+void sl_xml_parser_free(sl_xml_parser *p);
 void sl_xml_stop(sl_xml_base *ctx, int status);
 
 /* Parses entry `name` with the parser in ctx as it inflates. */
@@ -114,8 +127,8 @@ enum {
     SL_NS_DRAW, SL_NS_META, SL_NS_PRESENTATION, SL_NS_MANIFEST
 };
 
-/* The namespace id of element `name` as a handler of ctx's parser got it
- * ("w:p", or "p" in the default namespace); *local gets the local part. */
+/* The namespace id of the element a handler of ctx's parser was called for
+ * (`name` is what it got); *local gets the local name. */
 int sl_xml_ns(const void *ctx, const char *name, const char **local);
 /* The value of attribute (ns, local) in a handler's atts array, or NULL.
  * Unprefixed attributes are in no namespace (SL_NS_OTHER), as XML says. */

@@ -201,7 +201,7 @@ static void test_xml_namespaces(void)
         "<q:t/><k:p k:val='2'/></inner>"
         "<q:t/><x xmlns=''><p/></x><p/></root>";
     ns_log l = {0};
-    XML_Parser p = sl_xml_parser_new(&l.base);
+    sl_xml_parser *p = sl_xml_parser_new(&l.base);
     CHECK(p != NULL);
     if (!p)
         return;
