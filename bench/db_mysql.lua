@@ -99,9 +99,12 @@ data_dir: %s/data-%s-%d
       fetch_size: 5000
 ]], dir, leg, n, es_block, n, server.port, fixture.user, fixture.database, tname))
       f:close()
-      local out = sh(string.format("BENCH_MYSQL_PWD=%s /usr/bin/time -f 'TIME %%e %%M' %s sync %s --json --no-progress %s 2>&1",
+      local out = sh(string.format("BENCH_MYSQL_PWD=%s /usr/bin/time -f 'TIME %%e %%M %%U %%S' %s sync %s --json --no-progress %s 2>&1",
         q(fixture.password), bin, cfgfile, extra))
-      local secs, kb = out:match("TIME ([%d.]+) (%d+)")
+      -- CPU time of the sync process alone (user + system): a shared machine
+      -- distorts it less than wall-clock time
+      local secs, kb, user, system = out:match("TIME ([%d.]+) (%d+) ([%d.]+) ([%d.]+)")
+      local cpu = tonumber(user) + tonumber(system)
       -- the summary is the JSON line with a status (log lines may come first)
       local summary = {}
       for line in out:gmatch("[^\n]+") do
@@ -111,7 +114,7 @@ data_dir: %s/data-%s-%d
       assert(summary.status == "completed", out)
       assert(summary.indexed == n, out)
       record({ leg = leg, rows = n, seconds = tonumber(secs), rows_per_s = n / tonumber(secs),
-        peak_rss_kb = tonumber(kb) })
+        cpu_seconds = cpu, rows_per_cpu_s = n / math.max(cpu, 0.01), peak_rss_kb = tonumber(kb) })
     end
     sync_leg("ndjson", "", "--ndjson /dev/null")
     if discard_port then
@@ -127,8 +130,9 @@ end)
 fixture.stop(server)
 if not ok then error(err, 0) end
 
-print(string.format("\n%-8s %10s %10s %12s %14s", "leg", "rows", "seconds", "rows/s", "peak RSS (MB)"))
+print(string.format("\n%-8s %10s %10s %12s %12s %14s", "leg", "rows", "seconds", "rows/s", "rows/cpu-s", "peak RSS (MB)"))
 for _, r in ipairs(results) do
-  print(string.format("%-8s %10d %10.2f %12.0f %14s", r.leg, r.rows, r.seconds, r.rows_per_s,
+  print(string.format("%-8s %10d %10.2f %12.0f %12s %14s", r.leg, r.rows, r.seconds, r.rows_per_s,
+    r.rows_per_cpu_s and string.format("%.0f", r.rows_per_cpu_s) or "-",
     r.peak_rss_kb and string.format("%.1f", r.peak_rss_kb / 1024) or "-"))
 end

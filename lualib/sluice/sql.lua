@@ -123,17 +123,26 @@ function M.connect(d, cfg)
   return d.driver.connect(M.connect_options(cfg))
 end
 
+local find, gsub, format, floor = string.find, string.gsub, string.format, math.floor
+
+-- Ids are built once per row: most key values hold neither "\\" nor "|",
+-- and a find is much cheaper than a gsub that copies.
 local function escape_part(s)
-  return (s:gsub("[\\|]", "\\%0"))
+  if not find(s, "[\\|]") then return s end
+  return (gsub(s, "[\\|]", "\\%0"))
 end
 
 local function key_string(v)
   local t = type(v)
-  if v == nil or v == json.null then return "\\N" end
   if t == "number" then
-    if v == math.floor(v) and math.abs(v) < 2 ^ 63 then return string.format("%.0f", v) end
-    return string.format("%.17g", v)
+    if v == floor(v) then
+      -- %d is the fast path, exact below 2^53 (the drivers' integers)
+      if v > -2 ^ 53 and v < 2 ^ 53 then return format("%d", v) end
+      if v > -2 ^ 63 and v < 2 ^ 63 then return format("%.0f", v) end
+    end
+    return format("%.17g", v)
   elseif t == "string" then return escape_part(v)
+  elseif v == nil or v == json.null then return "\\N"
   elseif t == "table" then return escape_part(json.encode_canonical(v))
   end
   return escape_part(tostring(v))
@@ -146,6 +155,20 @@ function M.doc_id(namespace, source, values)
   -- values may hold nils (NULL keys): walk by the declared count when given
   for i = 1, values.n or #values do parts[#parts + 1] = key_string(values[i]) end
   return table.concat(parts, "|")
+end
+
+-- The same id for a stream's rows, with the escaped "namespace|source|"
+-- prefix computed once; -> function(key) -> id.
+local function id_maker(namespace, source, nids)
+  local prefix = escape_part(namespace) .. "|" .. escape_part(source) .. "|"
+  if nids == 1 then
+    return function(key) return prefix .. key_string(key[1]) end
+  end
+  local parts = {}
+  return function(key)
+    for i = 1, nids do parts[i] = key_string(key[i]) end
+    return prefix .. table.concat(parts, "|", 1, nids)
+  end
 end
 
 --- A timestamp value as the engine wants it: ISO 8601, UTC when no zone is
@@ -207,6 +230,9 @@ function M.stream(ctx, conn, spec)
     end
   end
   local ncols, nids = #columns, #id_pos
+  local make_id = id_maker(spec.namespace, spec.name, nids)
+  local kind, name, on_row, yield = spec.kind, spec.name, spec.on_row, ctx.yield
+  local iso_timestamp = M.iso_timestamp
   local ok, perr = pcall(function()
     local key = { n = nids }
     while true do
@@ -219,15 +245,15 @@ function M.stream(ctx, conn, spec)
       for r = 1, #rows do
         local row = rows[r]
         for i = 1, nids do key[i] = row[id_pos[i]] end
-        local doc = { _id = M.doc_id(spec.namespace, spec.name, key) }
-        doc[spec.kind] = spec.name
+        local doc = { _id = make_id(key) }
+        doc[kind] = name
         for i = 1, ncols do
           local v = row[i]
           if v ~= nil then doc[fields[i]] = v end
         end
-        if ts_pos then doc._timestamp = M.iso_timestamp(row[ts_pos]) end
-        if spec.on_row then spec.on_row(row, key, ts_pos and row[ts_pos]) end
-        ctx.yield(doc)
+        if ts_pos then doc._timestamp = iso_timestamp(row[ts_pos]) end
+        if on_row then on_row(row, key, ts_pos and row[ts_pos]) end
+        yield(doc)
       end
     end
   end)
@@ -352,11 +378,29 @@ function M.docs_incremental(ctx, d, cursor)
       if last then store[name] = last end
       return complete
     end
-    for tname, ts_col in pairs(cfg.timestamp_columns or {}) do
-      local ids, ierr = id_columns_for(ctx, d, conn, tname)
-      if ierr then ctx.incomplete("table " .. tname .. ": " .. tostring(ierr))
-      elseif not ids then skip_table(ctx, d, conn, tname)
-      else run("table", tname, "SELECT * FROM " .. table_ref(d, cfg, tname), ids, ts_col, out.tables) end
+    -- The tables the full sync covers, no others: a table listed only in
+    -- timestamp_columns would be indexed here and deleted by the next full
+    -- sync.
+    local ts_cols = cfg.timestamp_columns or {}
+    local has_tables = cfg.tables ~= nil or #(cfg.queries or {}) == 0
+    local synced = {}
+    for _, tname in ipairs(has_tables and tables_to_sync(ctx, d, conn) or {}) do
+      synced[tname] = true
+      local ts_col = ts_cols[tname]
+      if not ts_col then
+        ctx.log.warn("table has no timestamp_columns entry: its changes reach the index only through full syncs",
+          { table = tname })
+      else
+        local ids, ierr = id_columns_for(ctx, d, conn, tname)
+        if ierr then ctx.incomplete("table " .. tname .. ": " .. tostring(ierr))
+        elseif not ids then skip_table(ctx, d, conn, tname)
+        else run("table", tname, "SELECT * FROM " .. table_ref(d, cfg, tname), ids, ts_col, out.tables) end
+      end
+    end
+    for tname in pairs(ts_cols) do
+      if not synced[tname] then
+        ctx.log.warn("timestamp_columns names a table that is not synced: ignored", { table = tname })
+      end
     end
     for _, q in ipairs(cfg.queries or {}) do
       if q.timestamp_column then
