@@ -249,6 +249,32 @@ describe("postgresql connector", function()
     assert.are.same({}, ctx.docs)
   end)
 
+  it("syncs incrementally only the tables the full sync covers, and says which it cannot", function()
+    if not need() then return end
+    -- `a` has no updated-at column; `odd` is not among the tables synced
+    local ctx = make_ctx(def, cfg({ tables = { "events", "a" },
+      timestamp_columns = { events = "updated_at", odd = "_id" } }))
+    local cursor = def.docs_incremental(ctx, nil)
+    local ids = sorted_ids(ctx)
+    assert.are.equal(#ids, #ctx.docs)
+    for _, id in ipairs(ids) do assert.truthy(id:match("^public|events|%d$"), id) end
+    assert.is_nil(cursor.tables.odd)
+    assert.are.same({}, ctx.incomplete_reasons)
+    table.sort(ctx.warnings, function(x, y) return x.msg < y.msg end)
+    assert.are.same({
+      { msg = "table has no timestamp_columns entry: its changes reach the index only through full syncs",
+        fields = { table = "a" } },
+      { msg = "timestamp_columns names a table that is not synced: ignored", fields = { table = "odd" } },
+    }, ctx.warnings)
+    -- `tables: "*"` (the default too) covers every table of the schema
+    ctx = make_ctx(def, cfg({ tables = "*", timestamp_columns = { events = "updated_at" } }))
+    def.docs_incremental(ctx, nil)
+    assert.truthy(#ctx.docs >= 4)
+    local warned = {}
+    for _, w in ipairs(ctx.warnings) do if w.fields.table then warned[w.fields.table] = true end end
+    assert.are.same({ a = true, a_b = true, nokey = true, odd = true, pairs = true }, warned)
+  end)
+
   it("pings, and fails clearly on a wrong password", function()
     if not need() then return end
     assert.is_true(def.ping(make_ctx(def, cfg())))
