@@ -35,9 +35,18 @@ function M.set_format(f) format = f end
 --- Redirects output (tests capture lines with this).
 function M.set_sink(fn) sink = fn or default_sink end
 
---- Registers a secret value: it never appears in a log line.
+--- Registers a secret value: it never appears in a log line. A list (a
+-- sensitive field of type list) registers each item. Values under 3 bytes
+-- are not registered: replacing every "ab" in every line would make logs
+-- unreadable and would itself tell the secret.
 function M.add_secret(value)
-  if type(value) == "string" and #value >= 3 then secrets[value] = true end
+  if type(value) == "table" then
+    for _, v in ipairs(value) do M.add_secret(v) end
+  elseif type(value) == "number" then
+    M.add_secret(tostring(value))
+  elseif type(value) == "string" and #value >= 3 then
+    secrets[value] = true
+  end
 end
 
 local function plain_gsub(s, find, repl)
@@ -56,7 +65,9 @@ end
 --- Returns s with secrets and URL passwords replaced by [REDACTED].
 function M.redact(s)
   if type(s) ~= "string" then return s end
-  s = s:gsub("(%a[%w+.-]*://)([^/@%s:]*):([^/@%s]*)@", "%1%2:[REDACTED]@")
+  -- The password runs to the last "@" of the authority: a raw "@" inside it
+  -- (a common mistake in hand-written URLs) must not leak what follows.
+  s = s:gsub("(%a[%w+.-]*://)([^/@%s:]*):([^/%s]*)@", "%1%2:[REDACTED]@")
   for secret in pairs(secrets) do
     if s:find(secret, 1, true) then s = plain_gsub(s, secret, "[REDACTED]") end
   end

@@ -241,7 +241,8 @@ end
 function M.secrets(schema, config)
   local out = {}
   for k, f in pairs(schema) do
-    if f.sensitive and type(config[k]) == "string" then out[#out + 1] = config[k] end
+    local v = config[k]
+    if f.sensitive and v ~= nil and type(v) ~= "boolean" then out[#out + 1] = v end
   end
   return out
 end

@@ -32,6 +32,10 @@ describe("sluice.schema", function()
 
   it("lists sensitive values", function()
     assert.are.same({ "pw" }, schema.secrets(S, { password = "pw", host = "h" }))
+    local L = { tokens = { type = "list", sensitive = true }, pin = { type = "int", sensitive = true } }
+    local got = schema.secrets(L, { tokens = { "t1", "t2" }, pin = 4242 })
+    table.sort(got, function(a, b) return tostring(a) < tostring(b) end)
+    assert.are.same({ 4242, { "t1", "t2" } }, got)
   end)
 
   it("rejects a malformed definition", function()
