@@ -25,6 +25,7 @@ struct sl_jsonbuf_key {
     size_t n;
     double num;    /* the key itself when isnum */
     int isnum;
+    int vidx;      /* stack slot of the value (fast path), or 0 */
     char nbuf[32]; /* the number key's decimal text */
 };
 
@@ -111,6 +112,29 @@ static int utf8_seq(const unsigned char *s, size_t n)
     return need + 1;
 }
 
+#define ONES 0x0101010101010101ull
+#define HIGHS 0x8080808080808080ull
+
+/* The index of the first byte at or after i that cannot be copied as it is
+ * (below 0x20, '"', '\\' or above 0x7f), or n. Text is mostly plain ASCII,
+ * so eight bytes are tested at a time; each test is exact about whether
+ * such a byte is in the word. */
+static size_t plain_run(const unsigned char *s, size_t i, size_t n)
+{
+    while (n - i >= 8) {
+        uint64_t w, q, bs;
+        memcpy(&w, s + i, 8);
+        q = w ^ (ONES * '"');
+        bs = w ^ (ONES * '\\');
+        if ((((w - ONES * 0x20) & ~w) | ((q - ONES) & ~q) | ((bs - ONES) & ~bs) | w) & HIGHS)
+            break;
+        i += 8;
+    }
+    while (i < n && s[i] >= 0x20 && s[i] < 0x80 && s[i] != '"' && s[i] != '\\')
+        i++;
+    return i;
+}
+
 int sl_jsonbuf_string(sl_jsonbuf *b, const char *str, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
@@ -122,11 +146,15 @@ int sl_jsonbuf_string(sl_jsonbuf *b, const char *str, size_t n)
     *o++ = '"';
     size_t i = 0;
     while (i < n) {
+        size_t j = plain_run(s, i, n);
+        if (j > i) {
+            memcpy(o, s + i, j - i);
+            o += j - i, i = j;
+            if (i == n)
+                break;
+        }
         unsigned char c = s[i];
-        if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
-            *o++ = (char)c;
-            i++;
-        } else if (c < 0x80) {
+        if (c < 0x80) {
             *o++ = '\\';
             switch (c) {
             case '"': *o++ = '"'; break;
@@ -157,6 +185,24 @@ int sl_jsonbuf_string(sl_jsonbuf *b, const char *str, size_t n)
     return 0;
 }
 
+/* Writes the decimal digits of v (|v| <= 2^53) into out; returns the
+ * length. snprintf's format parsing is measurable once per document. */
+static int fmt_int(char *out, long long v)
+{
+    char tmp[24];
+    int n = 0, len = 0;
+    unsigned long long u = v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v;
+    do {
+        tmp[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        out[len++] = '-';
+    while (n)
+        out[len++] = tmp[--n];
+    return len;
+}
+
 int sl_jsonbuf_number(sl_jsonbuf *b, double x)
 {
     char tmp[400]; /* %.0f of DBL_MAX is 309 digits */
@@ -167,7 +213,7 @@ int sl_jsonbuf_number(sl_jsonbuf *b, double x)
         if (x == 0)
             x = 0; /* no "-0" */
         if (x >= -9007199254740992.0 && x <= 9007199254740992.0)
-            n = snprintf(tmp, sizeof tmp, "%lld", (long long)x);
+            n = fmt_int(tmp, (long long)x);
         else
             n = snprintf(tmp, sizeof tmp, "%.0f", x);
     } else {
@@ -223,9 +269,11 @@ static int encode(sl_jsonbuf *b, lua_State *L, int idx, int depth, const char **
 
 static int key_cmp(const void *a, const void *b)
 {
+    /* a number key's text is read from nbuf, never through s: sorting
+     * moves the structs, and a pointer into one would then be stale */
     const struct sl_jsonbuf_key *x = a, *y = b;
     size_t n = x->n < y->n ? x->n : y->n;
-    int c = memcmp(x->s, y->s, n);
+    int c = memcmp(x->isnum ? x->nbuf : x->s, y->isnum ? y->nbuf : y->s, n);
     return c ? c : (x->n > y->n) - (x->n < y->n);
 }
 
@@ -255,8 +303,123 @@ oom:
     return -1;
 }
 
+/* Objects with at most this many keys keep their keys and values on the
+ * Lua stack while they are written, so no value is looked up twice. */
+#define FAST_KEYS 24
+
+/* Stable enough for unique keys, and faster than qsort for a handful. */
+static void sort_keys(struct sl_jsonbuf_key *k, size_t n)
+{
+    if (n > FAST_KEYS) {
+        qsort(k, n, sizeof *k, key_cmp);
+        return;
+    }
+    for (size_t i = 1; i < n; i++) {
+        struct sl_jsonbuf_key t = k[i];
+        size_t j = i;
+        while (j > 0 && key_cmp(&k[j - 1], &t) > 0) {
+            k[j] = k[j - 1];
+            j--;
+        }
+        k[j] = t;
+    }
+}
+
+/* Fills in a number key's text; 0, or -1 when it is not finite. */
+static int number_key(struct sl_jsonbuf_key *k, double x)
+{
+    if (!isfinite(x))
+        return -1;
+    k->isnum = 1;
+    k->num = x;
+    if (x == floor(x) && fabs(x) < 1e18)
+        k->n = (size_t)snprintf(k->nbuf, sizeof k->nbuf, "%lld", (long long)x);
+    else
+        k->n = (size_t)snprintf(k->nbuf, sizeof k->nbuf, "%.17g", x);
+    return 0;
+}
+
+/* encode_object for small tables: one traversal that leaves every
+ * [key value] pair on the stack. Returns 0 or -1 as encode_object, or 1
+ * (nothing written, stack as it was) when the table has too many keys. */
+static int encode_object_fast(sl_jsonbuf *b, lua_State *L, int idx, int depth, const char **err)
+{
+    size_t base = b->nkeys;
+    int top = lua_gettop(L), rc = -1;
+    if (b->keycap - base < FAST_KEYS) {
+        size_t cap = b->keycap ? b->keycap : 32;
+        while (cap - base < FAST_KEYS)
+            cap *= 2;
+        struct sl_jsonbuf_key *k = realloc(b->keys, cap * sizeof *k);
+        if (!k) {
+            *err = "out of memory";
+            return -1;
+        }
+        b->keys = k, b->keycap = cap;
+    }
+    if (!lua_checkstack(L, 2 * FAST_KEYS + 4)) {
+        *err = "nesting too deep";
+        return -1;
+    }
+    size_t m = 0;
+    lua_pushnil(L);
+    while (lua_next(L, idx)) { /* [... key value] */
+        if (lua_isfunction(L, -1)) {
+            lua_pop(L, 1);
+            continue;
+        }
+        int kt = lua_type(L, -2);
+        if (kt != LUA_TSTRING && kt != LUA_TNUMBER) {
+            *err = "table key must be a string or number";
+            goto out;
+        }
+        if (m == FAST_KEYS) {
+            lua_settop(L, top);
+            return 1;
+        }
+        struct sl_jsonbuf_key *k = &b->keys[base + m];
+        if (kt == LUA_TSTRING) {
+            k->isnum = 0;
+            k->s = lua_tolstring(L, -2, &k->n); /* the key stays on the stack */
+        } else if (number_key(k, lua_tonumber(L, -2)) != 0) {
+            *err = "table key must be a string or number";
+            goto out;
+        }
+        k->vidx = lua_gettop(L);
+        m++;
+        lua_pushvalue(L, -2); /* [... key value key] for the next lua_next */
+    }
+    b->nkeys = base + m;
+    sort_keys(b->keys + base, m);
+    if (sl_jsonbuf_putc(b, '{') != 0)
+        goto oom;
+    for (size_t i = 0; i < m; i++) {
+        /* b->keys may move during the nested call: reread it each time */
+        struct sl_jsonbuf_key *k = &b->keys[base + i];
+        if ((i > 0 && sl_jsonbuf_putc(b, ',') != 0) ||
+            sl_jsonbuf_string(b, k->isnum ? k->nbuf : k->s, k->n) != 0 ||
+            sl_jsonbuf_putc(b, ':') != 0)
+            goto oom;
+        if (encode(b, L, b->keys[base + i].vidx, depth + 1, err) != 0)
+            goto out;
+    }
+    if (sl_jsonbuf_putc(b, '}') != 0)
+        goto oom;
+    rc = 0;
+    goto out;
+oom:
+    *err = "out of memory";
+out:
+    b->nkeys = base;
+    lua_settop(L, top);
+    return rc;
+}
+
 static int encode_object(sl_jsonbuf *b, lua_State *L, int idx, int depth, const char **err)
 {
+    int fast = encode_object_fast(b, L, idx, depth, err);
+    if (fast != 1)
+        return fast;
     size_t base = b->nkeys;
     int rc = -1;
     lua_pushnil(L);
