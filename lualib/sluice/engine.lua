@@ -274,12 +274,14 @@ function M.sync(cfg, conn, opts)
     local stored = state:cursor(key)
     local decoded
     if stored then
-      ok, decoded = pcall(json.decode, stored)
-      if not ok then
+      -- json.decode returns nil, err on bad text; the pcall is for misuse.
+      local dok, v, derr = pcall(json.decode, stored)
+      decoded = dok and v or nil
+      if decoded == nil then
         -- Unreadable: start over from the beginning, which re-lists but
         -- loses nothing (unchanged documents are skipped by hash).
-        clog.warn("stored incremental cursor is unreadable: listing from the start", { error = tostring(decoded) })
-        decoded = nil
+        clog.warn("stored incremental cursor is unreadable: listing from the start",
+          { error = tostring(dok and derr or v) })
       end
     end
     ok, err = xpcall(def.docs_incremental, debug.traceback, ctx, decoded)
