@@ -3,7 +3,7 @@
 # machine's /usr/share/doc into the embedded index and searches it.
 set -eu
 cd "$(dirname "$0")/.."
-./scripts/install-deps.sh
+./scripts/install-deps.sh --build
 ./scripts/build.sh
 CONFIG=examples/usr-share-doc.yml
 echo "== sluice sync $CONFIG"

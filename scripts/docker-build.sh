@@ -11,7 +11,7 @@ set -eu
 cd "$(dirname "$0")/.."
 PREFIX=${1:-/opt/sluice}
 if [ "${SLUICE_SKIP_DEPS:-0}" != 1 ]; then
-    ./scripts/install-deps.sh
+    ./scripts/install-deps.sh --build
 fi
 BUILD=${SLUICE_BUILD_DIR:-}
 if [ -z "$BUILD" ]; then

@@ -1,16 +1,25 @@
 #!/bin/sh
-# Installs every system package sluice needs to build and test, on Debian 12.
-# Idempotent: packages already present are left alone. Needs root (or sudo).
+# Installs the system packages sluice needs on Debian 12. Idempotent:
+# packages already present are left alone. Needs root (or sudo).
+#   scripts/install-deps.sh          build and test: compilers, libraries, and
+#                                    the servers and tools the test suite runs
+#   scripts/install-deps.sh --build  only what building needs (the demo and the
+#                                    container image)
 set -eu
 
-PKGS="build-essential cmake pkg-config git ca-certificates
+BUILD_PKGS="build-essential cmake pkg-config git ca-certificates
 libluajit2-5.1-dev luajit2 libcurl4-openssl-dev libuv1-dev libyaml-dev libssl-dev
 libsqlite3-dev sqlite3 lua-cjson-dev libmagic-dev zlib1g-dev
 libpq-dev libmariadb-dev libhiredis-dev
-libxml2-dev libzip-dev libexpat1-dev libuchardet-dev libpoppler-glib-dev
-lua-busted python3 time openssl clang libclang-rt-14-dev
+libxml2-dev libzip-dev libexpat1-dev libuchardet-dev libpoppler-glib-dev time"
+TEST_PKGS="lua-busted python3 openssl clang libclang-rt-14-dev
 postgresql-15 postgresql-client-15 mariadb-server mariadb-client redis-server poppler-utils
 libreoffice-writer-nogui libreoffice-calc-nogui libreoffice-impress-nogui"
+case "${1:-}" in
+--build) PKGS=$BUILD_PKGS ;;
+"") PKGS="$BUILD_PKGS $TEST_PKGS" ;;
+*) echo "usage: $0 [--build]" >&2; exit 2 ;;
+esac
 
 missing=""
 for p in $PKGS; do
