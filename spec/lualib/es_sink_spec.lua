@@ -186,6 +186,90 @@ describe("elasticsearch sink", function()
     stop(os_d)
   end)
 
+  describe("409 per on_conflict", function()
+    local conflict = { status = 409, type = "version_conflict_engine_exception",
+      reason = "[b]: version conflict, required seqNo [3], primary term [1]. current document has seqNo [4]" }
+
+    it("fails the document with its reason by default", function()
+      control(d, "POST", "/_double/faults", { rules = { { path = "_bulk", item_faults = { b = conflict } } } })
+      local s = assert(open(d))
+      for _, id in ipairs({ "a", "b" }) do s:put(doc(id), "h") end
+      assert.are.same({ { id = "b", reason = "409 version_conflict_engine_exception: " .. conflict.reason } }, s:flush())
+      assert.are.same({ "a,b" }, bulks(d))
+      assert.are.same({ 1, 1, 1 }, { s:stats().indexed, s:stats().failed, s:stats().conflicts })
+      s:close()
+    end)
+
+    it("counts it as written with ignore, and sends it again alone with retry", function()
+      control(d, "POST", "/_double/faults", { rules = { { path = "_bulk", item_faults = { b = conflict } } } })
+      local s = assert(open(d, { on_conflict = "ignore" }))
+      for _, id in ipairs({ "a", "b" }) do s:put(doc(id), "h") end
+      assert.is_nil(s:flush())
+      assert.are.same({ "a,b" }, bulks(d))
+      assert.are.same({ 2, 0, 1 }, { s:stats().indexed, s:stats().failed, s:stats().conflicts })
+      s:close()
+
+      control(d, "POST", "/_double/reset")
+      control(d, "POST", "/_double/faults", { rules = { { path = "_bulk", item_faults = { b = conflict } } } })
+      s = assert(open(d, { on_conflict = "retry" }))
+      for _, id in ipairs({ "a", "b" }) do s:put(doc(id), "h") end
+      assert.is_nil(s:flush())
+      assert.are.same({ "a,b", "b" }, bulks(d))
+      assert.are.same({ 2, 0 }, { s:stats().indexed, s:stats().failed })
+      assert.are.equal(2, s:count())
+      s:close()
+    end)
+
+    it("meets a real conflict with op_type create: an existing id fails, or is ignored", function()
+      local s = assert(open(d, { op_type = "create" }))
+      s:put(doc("a"), "h1")
+      assert.is_nil(s:flush())
+      s:put(doc("a"), "h2")
+      local fails = s:flush()
+      assert.are.equal(1, #fails)
+      assert.are.equal("a", fails[1].id)
+      assert.truthy(fails[1].reason:find("^409 version_conflict_engine_exception: %[a%]: version conflict"), fails[1].reason)
+      s:close()
+      s = assert(open(d, { op_type = "create", on_conflict = "ignore" }))
+      s:put(doc("a"), "h3")
+      assert.is_nil(s:flush())
+      assert.are.equal(1, s:stats().conflicts)
+      s:close()
+      local got = control(d, "GET", "/search-t/_doc/a")
+      assert.are.equal("h1", got._source._sluice_hash) -- create never overwrote it
+    end)
+  end)
+
+  it("sends every bulk request through the configured ingest pipeline", function()
+    local s = assert(open(d, { pipeline = "strip html" }))
+    for i = 1, 3 do s:put(doc("p" .. i), "h") end
+    assert.is_nil(s:flush())
+    s:close()
+    local seen = {}
+    for _, r in ipairs(control(d, "GET", "/_double/requests")) do
+      if r.path:find("/_bulk", 1, true) then
+        seen[#seen + 1] = r.query.pipeline
+      end
+    end
+    assert.are.same({ "strip html" }, seen)
+  end)
+
+  it("writes ids raw in action lines, so one encoding in a URL path finds them", function()
+    local ids = { "a/b c", "x%2Fy", "q?k=v&w#f", "caf\195\169+1" }
+    local s = assert(open(d))
+    for _, id in ipairs(ids) do s:put(doc(id), "h") end
+    assert.is_nil(s:flush())
+    assert.are.same({ table.concat(ids, ",") }, bulks(d))
+    for _, id in ipairs(ids) do
+      local got = control(d, "GET", "/search-t/_doc/" .. http.escape(id))
+      assert.are.same({ true, id }, { got.found, got._id })
+    end
+    for _, id in ipairs(ids) do s:delete(id) end
+    assert.is_nil(s:flush())
+    assert.are.same({ 0, 4 }, { s:count(), s:stats().deleted })
+    s:close()
+  end)
+
   describe("auth", function()
     it("sends an API key, basic credentials or a bearer token", function()
       local k = start("--api-key c2x1aWNlOnNlY3JldA==")
