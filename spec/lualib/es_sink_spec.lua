@@ -240,6 +240,20 @@ describe("elasticsearch sink", function()
     end)
   end)
 
+  it("creates the index with the configured mappings, keeping the hash field", function()
+    local s = assert(open(d, { mappings = { dynamic = "strict", properties = { title = { type = "keyword" } } } },
+      "search-custom"))
+    s:close()
+    local idx = control(d, "GET", "/_double/indices")["search-custom"]
+    assert.are.same({ dynamic = "strict", properties = { title = { type = "keyword" },
+      _sluice_hash = { type = "keyword", index = false } } }, idx.mappings)
+    local put
+    for _, r in ipairs(control(d, "GET", "/_double/requests")) do
+      if r.method == "PUT" then put = r end
+    end
+    assert.are.equal("/search-custom", put.path)
+  end)
+
   it("sends every bulk request through the configured ingest pipeline", function()
     local s = assert(open(d, { pipeline = "strip html" }))
     for i = 1, 3 do s:put(doc("p" .. i), "h") end
