@@ -168,6 +168,10 @@ return sluice.connector {
         errs[#errs + 1] = { path = "path[" .. i .. "]", message = p .. ": " .. tostring(err) }
       elseif st.type == "directory" and not fs.access(p, "r") then
         errs[#errs + 1] = { path = "path[" .. i .. "]", message = p .. ": not readable" }
+      elseif st.type ~= "directory" and st.type ~= "file" then
+        -- a walk skips FIFOs and devices; a path naming one is a mistake
+        errs[#errs + 1] = { path = "path[" .. i .. "]",
+          message = p .. ": not a regular file or directory (a FIFO, socket or device)" }
       end
     end
     return #errs > 0 and errs or nil
@@ -209,8 +213,10 @@ return sluice.connector {
       local st, err = fs.stat(root)
       if not st then
         ctx.incomplete(root .. ": " .. tostring(err))
-      elseif st.type ~= "directory" then
+      elseif st.type == "file" then
         emit_file(root, root:match("([^/]*)$"), st)
+      elseif st.type ~= "directory" then
+        ctx.incomplete(root .. ": not a regular file or directory")
       else
         local visited = { [st.dev .. ":" .. st.ino] = true }
         local stack = { { root, "" } }

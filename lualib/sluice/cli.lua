@@ -264,6 +264,22 @@ function commands.sync(args)
       end
     end
   end
+  -- Two syncs on one state database each take the other's freshly written
+  -- documents for stale ones and delete them: one sync per data_dir at a
+  -- time. (An NDJSON export reads the state but never writes it.)
+  local lock
+  if not opts.ndjson then
+    local fs = require("sluice.fs")
+    if fs.mkdir_p(cfg.data_dir) then
+      local lerr, lcode
+      lock, lerr, lcode = fs.lock(cfg.data_dir .. "/sync.lock")
+      if not lock and lcode == "EAGAIN" then
+        err("sluice: another sync is running on " .. cfg.data_dir .. ": nothing was synced\n")
+        return M.EXIT.failed
+      end
+      -- any other failure: the engine reports the unusable data_dir
+    end
+  end
   local engine = require("sluice.engine")
   local json = require("sluice.json")
   local worst = M.EXIT.ok
@@ -302,6 +318,7 @@ function commands.sync(args)
       worst = code
     end
   end
+  if lock then lock:unlock() end
   if opts.json then out(json.encode(#summaries == 1 and summaries[1] or summaries) .. "\n") end
   return worst
 end
@@ -324,7 +341,15 @@ function commands.search(args)
   local sink = require("sluice.sink")
   local path = sink.index_path(cfg.data_dir)
   local require_fs = require("sluice.fs")
-  local known = require_fs.exists(path) and fts.list(path) or {}
+  local known = {}
+  if require_fs.exists(path) then
+    local lerr
+    known, lerr = fts.list(path)
+    if not known then
+      err(string.format("sluice: cannot read the index file %s: %s\n", path, tostring(lerr)))
+      return M.EXIT.failed
+    end
+  end
   local found = false
   for _, n in ipairs(known) do if n == pos[2] then found = true end end
   if not found then
@@ -391,6 +416,8 @@ function commands.connectors(args)
   local opts, pos = parse(args, with_global({ describe = "value", json = "flag" }))
   if not opts then return usage(pos, "connectors") end
   if opts.help then out(HELP.connectors); return M.EXIT.ok end
+  local gerr = apply_global(opts)
+  if gerr then return usage(gerr, "connectors") end
   if #pos > 0 then return usage("unexpected argument " .. pos[1], "connectors") end
   local registry = require("sluice.registry")
   local schema = require("sluice.schema")
@@ -470,6 +497,8 @@ function commands.version(args)
   local opts, pos = parse(args, with_global({}))
   if not opts then return usage(pos, "version") end
   if opts.help then out(HELP.version); return M.EXIT.ok end
+  local gerr = apply_global(opts)
+  if gerr then return usage(gerr, "version") end
   if #pos > 0 then return usage("version takes no arguments", "version") end
   out("sluice " .. VERSION .. " (" .. jit.version .. ")\n")
   return M.EXIT.ok

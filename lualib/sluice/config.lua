@@ -147,6 +147,10 @@ function M.parse(text, file)
     end
   end
   local data_dir = top.data_dir or "./.sluice"
+  if data_dir == "" then
+    -- e.g. ${DATA_DIR:-} unset: not the configuration's own folder
+    errors:add("data_dir", "must not be empty")
+  end
   if data_dir:sub(1, 1) ~= "/" then
     data_dir = dir .. "/" .. data_dir:gsub("^%./", "")
   end
@@ -174,6 +178,11 @@ function M.parse(text, file)
       end
       seen[c.id] = true
       c.index_name = c.index_name or ("search-" .. c.id)
+      -- the limit of Elasticsearch and of the embedded index alike
+      if #c.index_name > 255 then
+        errors:add(path .. (raw.index_name and ".index_name" or ".id"),
+          "index name is " .. #c.index_name .. " bytes long, at most 255 allowed")
+      end
       c.path = path
       local def, lerr = registry.load(c.service_type)
       if not def then

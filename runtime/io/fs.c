@@ -37,6 +37,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -44,6 +45,7 @@
 #define STATE_MT "sluice.fs.state"
 #define DIR_MT "sluice.fs.dir"
 #define FILE_MT "sluice.fs.file"
+#define LOCK_MT "sluice.fs.lock"
 
 #define MIME_PROBE_BYTES 65536     /* what fs.mime_file reads */
 #define MIME_SCAN_MAX (256 << 10)  /* what libmagic is shown at most */
@@ -854,6 +856,41 @@ static int l_rename(lua_State *L)
     return push_true(L);
 }
 
+/* ---- advisory locks --------------------------------------------------- */
+
+/* fs.lock(path) -> lock | nil, err, code ("EAGAIN" while another process
+ * holds it). An exclusive flock(2) on path (created 0644 if missing), held
+ * until lock:unlock(), collection or process exit: a sync killed with -9
+ * leaves no stale lock behind. Never waits. */
+static int l_lock(lua_State *L)
+{
+    const char *path = check_path(L, 1);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return push_errno(L, errno);
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno == EWOULDBLOCK ? EAGAIN : errno;
+        close(fd);
+        return push_errno(L, e);
+    }
+    int *ud = lua_newuserdata(L, sizeof *ud);
+    *ud = fd;
+    luaL_getmetatable(L, LOCK_MT);
+    lua_setmetatable(L, -2);
+    return 1;
+}
+
+/* lock:unlock() -> true (again: a no-op); also the lock's __gc */
+static int l_lock_unlock(lua_State *L)
+{
+    int *fd = luaL_checkudata(L, 1, LOCK_MT);
+    if (*fd >= 0) {
+        close(*fd); /* releases the flock */
+        *fd = -1;
+    }
+    return push_true(L);
+}
+
 /* ---- content types ---------------------------------------------------- */
 
 /* state:__gc() at lua_close: orphans the requests in flight, frees magic */
@@ -1214,7 +1251,7 @@ int luaopen_sluice_fs(lua_State *L)
         {"exists", l_exists}, {"access", l_access}, {"mime", l_mime},
         {"mime_file", l_mime_file}, {"glob_match", l_glob_match},
         {"cwd", l_cwd}, {"basename", l_basename}, {"dirname", l_dirname},
-        {"join", l_join}, {NULL, NULL}};
+        {"join", l_join}, {"lock", l_lock}, {NULL, NULL}};
     static const luaL_Reg file_methods[] = {
         {"read", l_file_read}, {"close", l_file_close}, {NULL, NULL}};
 
@@ -1223,6 +1260,15 @@ int luaopen_sluice_fs(lua_State *L)
         lua_setfield(L, -2, "__gc");
         lua_pushcfunction(L, l_dir_next);
         lua_setfield(L, -2, "__call");
+    }
+    lua_pop(L, 1);
+    if (luaL_newmetatable(L, LOCK_MT)) {
+        lua_newtable(L);
+        lua_pushcfunction(L, l_lock_unlock);
+        lua_setfield(L, -2, "unlock");
+        lua_setfield(L, -2, "__index");
+        lua_pushcfunction(L, l_lock_unlock);
+        lua_setfield(L, -2, "__gc");
     }
     lua_pop(L, 1);
 
