@@ -1,20 +1,24 @@
 /*
  * HTML and XHTML: the text a reader sees.
  *
- * libxml2's HTML parser builds the tree the way browsers forgive broken
- * markup (unclosed tags, stray entities), decodes every entity, and reads
- * the charset from a BOM or <meta>. When the document declares none and its
- * bytes are not UTF-8, we guess with uchardet rather than let the parser
- * assume Latin-1, which is wrong for most of the world's legacy pages.
+ * libxml2's HTML parser forgives broken markup the way browsers do
+ * (unclosed tags, stray entities), decodes every entity, and reads the
+ * charset from <meta>. When the document declares none and its bytes are
+ * not UTF-8, we guess with uchardet rather than let the parser assume
+ * Latin-1, which is wrong for most of the world's legacy pages.
  *
- * The walk skips what a browser does not render as text (script, style,
- * the head, templates, inline SVG), keeps <title> as the title, breaks
- * lines at block elements and keeps <pre> as laid out. It is iterative, so
- * a page nested thousands deep costs no C stack.
+ * It runs as a push parser with SAX callbacks that append text as it is
+ * reported, fed in chunks: no tree is built, so a page costs its output and
+ * a byte per open element, not the ten-plus times its size a DOM costs (an
+ * 8 MB page took 110 MB as a tree). The callbacks skip what a browser does
+ * not render as text (script, style, the head, templates, inline SVG), keep
+ * <title> as the title, break lines at block elements and keep <pre> as
+ * laid out.
  */
 #include "extract/extract.h"
 
 #include <libxml/HTMLparser.h>
+#include <libxml/parserInternals.h>
 #include <libxml/tree.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -85,106 +89,172 @@ static int ends_line(int cls)
     return cls == EL_BLOCK || cls == EL_PRE;
 }
 
-/* The concatenated text below n, for <title>. */
-static void node_text_meta(xmlNode *n, char **slot)
+/* What the text inside an open element becomes. */
+enum {
+    M_BODY,   /* visible text, whitespace collapsed */
+    M_PRE,    /* visible text, kept as laid out */
+    M_HIDDEN, /* not rendered: script, style, svg..., or after the root */
+    M_HEAD,   /* not rendered, but <title> and <meta> count */
+    M_TITLE   /* collected into the title */
+};
+
+/* A title longer than this is not a title; the rest is dropped. */
+#define TITLE_MAX 4096
+
+/* SAX state. The parser reports elements as balanced start/end pairs (it
+ * closes what the markup leaves open), so one byte per open element is the
+ * whole tree we keep: memory grows with nesting depth, not document size. */
+typedef struct html_sax {
+    sl_extract_result *out;
+    const sl_extract_limits *lim;
+    htmlParserCtxtPtr ctxt;
+    unsigned char *modes; /* the mode of each open element */
+    size_t depth, cap;
+    int root_done;        /* the root element closed: the rest is dropped */
+    int failed;           /* out of memory or timeout (err set) */
+    unsigned long events; /* for polling the deadline */
+    char title[TITLE_MAX];
+    size_t title_len;
+} html_sax;
+
+static void stop(html_sax *h)
 {
-    xmlChar *t = xmlNodeGetContent(n);
-    if (t) {
-        sl_extract_meta(slot, (const char *)t, strlen((const char *)t));
-        xmlFree(t);
-    }
+    xmlStopParser(h->ctxt);
 }
 
-/* <title> and <meta name=author|description...> from the head. */
-static void read_head(xmlNode *head, sl_extract_result *out)
+/* Polls the deadline every few thousand callbacks: one parse chunk of
+ * pathological markup must not outrun the time limit. */
+static int tick(html_sax *h)
 {
-    for (xmlNode *n = head; n; n = n->next) {
-        if (n->type != XML_ELEMENT_NODE)
-            continue;
-        if (el_class(n->name) == EL_TITLE) {
-            node_text_meta(n, &out->title);
-        } else if (strcmp((const char *)n->name, "meta") == 0) {
-            xmlChar *name = xmlGetProp(n, (const xmlChar *)"name");
-            xmlChar *content = xmlGetProp(n, (const xmlChar *)"content");
-            if (name && content) {
-                size_t cl = strlen((const char *)content);
-                const char *nm = (const char *)name;
-                if (strcasecmp(nm, "author") == 0 || strcasecmp(nm, "dc.creator") == 0)
-                    sl_extract_meta(&out->author, (const char *)content, cl);
-                else if (strcasecmp(nm, "dcterms.created") == 0 ||
-                         strcasecmp(nm, "dc.date.created") == 0 ||
-                         strcasecmp(nm, "date") == 0)
-                    sl_extract_meta(&out->created, (const char *)content, cl);
-                else if (strcasecmp(nm, "dcterms.modified") == 0 ||
-                         strcasecmp(nm, "last-modified") == 0)
-                    sl_extract_meta(&out->modified, (const char *)content, cl);
-            }
-            xmlFree(name);
-            xmlFree(content);
-        }
-        if (n->children && el_class(n->name) != EL_SKIP)
-            read_head(n->children, out); /* head is shallow */
-    }
-}
-
-static int walk(xmlNode *root, const sl_extract_limits *lim, sl_extract_result *out)
-{
-    xmlNode *n = root;
-    int pre = 0;
-    unsigned long steps = 0;
-    while (n && !sl_extract_full(out)) {
-        int descend = 0;
-        if (n->type == XML_TEXT_NODE || n->type == XML_CDATA_SECTION_NODE) {
-            const char *c = (const char *)n->content;
-            if (c && *c) {
-                if (pre)
-                    sl_extract_append(out, c, strlen(c));
-                else
-                    sl_extract_append_collapsed(out, c, strlen(c));
-            }
-        } else if (n->type == XML_ELEMENT_NODE) {
-            int cls = el_class(n->name);
-            if (cls == EL_HEAD) {
-                read_head(n->children, out);
-            } else if (cls == EL_TITLE) {
-                node_text_meta(n, &out->title); /* a stray title in body */
-            } else if (cls != EL_SKIP) {
-                if (ends_line(cls))
-                    sl_extract_newline(out);
-                else if (cls == EL_CELL)
-                    sl_extract_space(out);
-                if (cls == EL_PRE)
-                    pre++;
-                descend = n->children != NULL;
-            }
-        }
-        if (descend) {
-            n = n->children;
-            continue;
-        }
-        /* leaving n, then each ancestor that has no next sibling */
-        for (;;) {
-            if (n->type == XML_ELEMENT_NODE && n->children) {
-                int cls = el_class(n->name);
-                if (cls == EL_PRE && pre)
-                    pre--;
-                if (ends_line(cls))
-                    sl_extract_newline(out);
-            }
-            if (n == root)
-                return 0;
-            if (n->next) {
-                n = n->next;
-                break;
-            }
-            n = n->parent;
-            if (!n)
-                return 0;
-        }
-        if ((++steps & 4095) == 0 && sl_extract_expired(lim))
-            return sl_extract_error(out, "timeout");
+    if ((++h->events & 4095) == 0 && sl_extract_expired(h->lim)) {
+        sl_extract_error(h->out, "timeout");
+        h->failed = 1;
+        stop(h);
+        return 1;
     }
     return 0;
+}
+
+static int push_mode(html_sax *h, unsigned char m)
+{
+    if (h->depth == h->cap) {
+        size_t cap = h->cap ? h->cap * 2 : 64;
+        unsigned char *p = realloc(h->modes, cap);
+        if (!p) {
+            sl_extract_error(h->out, "out of memory");
+            h->failed = 1;
+            stop(h);
+            return -1;
+        }
+        h->modes = p;
+        h->cap = cap;
+    }
+    h->modes[h->depth++] = m;
+    return 0;
+}
+
+static void title_append(html_sax *h, const char *s, size_t n)
+{
+    size_t room = TITLE_MAX - 1 - h->title_len;
+    if (n > room) {
+        n = room;
+        while (n && ((unsigned char)s[n] & 0xc0) == 0x80)
+            n--; /* cut before a character, not inside one */
+    }
+    memcpy(h->title + h->title_len, s, n);
+    h->title_len += n;
+}
+
+static const char *attr(const xmlChar **atts, const char *name)
+{
+    for (; atts && atts[0]; atts += 2) /* the parser lowercases names */
+        if (strcmp((const char *)atts[0], name) == 0)
+            return atts[1] ? (const char *)atts[1] : "";
+    return NULL;
+}
+
+/* <meta name=author|dates content=...>, in the head. */
+static void read_meta(sl_extract_result *out, const xmlChar **atts)
+{
+    const char *nm = attr(atts, "name"), *content = attr(atts, "content");
+    if (!nm || !content)
+        return;
+    size_t cl = strlen(content);
+    if (strcasecmp(nm, "author") == 0 || strcasecmp(nm, "dc.creator") == 0)
+        sl_extract_meta(&out->author, content, cl);
+    else if (strcasecmp(nm, "dcterms.created") == 0 ||
+             strcasecmp(nm, "dc.date.created") == 0 || strcasecmp(nm, "date") == 0)
+        sl_extract_meta(&out->created, content, cl);
+    else if (strcasecmp(nm, "dcterms.modified") == 0 ||
+             strcasecmp(nm, "last-modified") == 0)
+        sl_extract_meta(&out->modified, content, cl);
+}
+
+static void on_start(void *ud, const xmlChar *name, const xmlChar **atts)
+{
+    html_sax *h = ud;
+    if (h->failed || tick(h))
+        return;
+    int parent = h->depth ? h->modes[h->depth - 1] : h->root_done ? M_HIDDEN : M_BODY;
+    if (parent == M_HIDDEN || parent == M_TITLE) {
+        push_mode(h, (unsigned char)parent);
+        return;
+    }
+    int cls = el_class(name);
+    unsigned char m;
+    if (cls == EL_SKIP) {
+        m = M_HIDDEN;
+    } else if (cls == EL_TITLE) {
+        m = M_TITLE; /* in the head, or a stray one in the body */
+        h->title_len = 0;
+    } else if (parent == M_HEAD || cls == EL_HEAD) {
+        m = M_HEAD;
+        if (parent == M_HEAD && strcmp((const char *)name, "meta") == 0)
+            read_meta(h->out, atts);
+    } else {
+        if (ends_line(cls))
+            sl_extract_newline(h->out);
+        else if (cls == EL_CELL)
+            sl_extract_space(h->out);
+        m = cls == EL_PRE || parent == M_PRE ? M_PRE : M_BODY;
+    }
+    push_mode(h, m);
+    if (sl_extract_full(h->out))
+        stop(h); /* the text is full: the rest of the document is moot */
+}
+
+static void on_end(void *ud, const xmlChar *name)
+{
+    html_sax *h = ud;
+    if (h->failed || h->depth == 0)
+        return;
+    int m = h->modes[--h->depth];
+    if (h->depth == 0)
+        h->root_done = 1;
+    int parent = h->depth ? h->modes[h->depth - 1] : M_HIDDEN;
+    if (m == M_TITLE && parent != M_TITLE) {
+        sl_extract_meta(&h->out->title, h->title, h->title_len);
+    } else if ((m == M_BODY || m == M_PRE) && ends_line(el_class(name))) {
+        if (sl_extract_newline(h->out))
+            stop(h);
+    }
+}
+
+static void on_text(void *ud, const xmlChar *s, int len)
+{
+    html_sax *h = ud;
+    if (h->failed || h->depth == 0 || len <= 0)
+        return;
+    int m = h->modes[h->depth - 1];
+    int full = 0;
+    if (m == M_BODY)
+        full = sl_extract_append_collapsed(h->out, (const char *)s, (size_t)len);
+    else if (m == M_PRE)
+        full = sl_extract_append(h->out, (const char *)s, (size_t)len);
+    else if (m == M_TITLE)
+        title_append(h, (const char *)s, (size_t)len);
+    if (full)
+        stop(h);
 }
 
 /* "charset=" in the first bytes: the document names its encoding. */
@@ -194,8 +264,7 @@ static int declares_charset(const char *buf, size_t len)
     for (size_t i = 0; i + 8 <= n; i++)
         if ((buf[i] == 'c' || buf[i] == 'C') && strncasecmp(buf + i, "charset", 7) == 0)
             return 1;
-    return n >= 2 && (((unsigned char)buf[0] == 0xff && (unsigned char)buf[1] == 0xfe) ||
-                      ((unsigned char)buf[0] == 0xfe && (unsigned char)buf[1] == 0xff));
+    return 0;
 }
 
 static int valid_utf8_prefix(const char *buf, size_t len)
@@ -222,15 +291,126 @@ static int valid_utf8_prefix(const char *buf, size_t len)
     return 1;
 }
 
+/* Bytes handed to the parser at a time: large enough that the per-call
+ * overhead vanishes, small enough that libxml2's input buffer stays small
+ * (it discards what it has parsed). */
+#define CHUNK (256u << 10)
+
+/* libxml2 2.9's HTML push parser remembers how far it has looked for the
+ * end of a tag (checkIndex, an offset from the buffer's start) across
+ * chunks, but the buffer drops parsed bytes under it, so after some chunk
+ * boundaries the offset points past the '>' it wants: it never finds it
+ * and buffers the rest of the document (all of a 20 MB page) until the
+ * last chunk. Forgetting the offset makes the next look start again at the
+ * parse point, which is always correct; it costs a rescan of the unparsed
+ * tail, so only while that tail is short (a huge comment spanning chunks
+ * keeps its offset and stays linear) or when the look stopped inside a
+ * quoted value (inSubset & 2): it keeps that state but not which quote
+ * opened it, so no quote would ever close the value. */
+static void forget_lookup(htmlParserCtxtPtr ctxt)
+{
+    xmlParserInputPtr in = ctxt->input;
+    if (in && (in->end - in->cur < 65536 || (ctxt->inSubset & 2)))
+        ctxt->checkIndex = 0;
+}
+
+/* Streams buf through libxml2's HTML push parser; enc (may be NULL: from
+ * the document) overrides any <meta> charset, as a transport's would. */
+static int parse(const char *buf, size_t len, const char *enc,
+                 const sl_extract_limits *lim, sl_extract_result *out)
+{
+    htmlSAXHandler sax;
+    memset(&sax, 0, sizeof sax);
+    sax.startElement = on_start;
+    sax.endElement = on_end;
+    sax.characters = on_text;
+    sax.cdataBlock = on_text; /* script and style bodies: hidden anyway */
+    html_sax *h = calloc(1, sizeof *h);
+    if (!h)
+        return sl_extract_error(out, "out of memory");
+    h->out = out;
+    h->lim = lim;
+    htmlParserCtxtPtr ctxt =
+        htmlCreatePushParserCtxt(&sax, h, NULL, 0, NULL, XML_CHAR_ENCODING_NONE);
+    if (!ctxt) {
+        free(h);
+        return sl_extract_error(out, "out of memory");
+    }
+    h->ctxt = ctxt;
+    htmlCtxtUseOptions(ctxt, HTML_PARSE_RECOVER | HTML_PARSE_NONET |
+                                 HTML_PARSE_NOERROR | HTML_PARSE_NOWARNING);
+    if (enc) {
+        /* one libxml2 cannot load: let the document decide */
+        xmlCharEncodingHandlerPtr hd = xmlFindCharEncodingHandler(enc);
+        if (hd && xmlSwitchToEncoding(ctxt, hd) == 0) {
+            /* marks the encoding as settled, so a <meta> cannot switch it */
+            xmlFree((xmlChar *)ctxt->input->encoding);
+            ctxt->input->encoding = xmlStrdup((const xmlChar *)enc);
+        }
+    }
+    size_t off = 0;
+    int finished = 1;
+    while (off < len) {
+        size_t n = len - off < CHUNK ? len - off : CHUNK;
+        htmlParseChunk(ctxt, buf + off, (int)n, 0);
+        off += n;
+        forget_lookup(ctxt);
+        if (h->failed || ctxt->instate == XML_PARSER_EOF) {
+            finished = 0; /* stopped: a full text, a timeout or no memory */
+            break;
+        }
+        if (sl_extract_expired(lim)) {
+            sl_extract_error(out, "timeout");
+            finished = 0;
+            break;
+        }
+    }
+    if (finished)
+        htmlParseChunk(ctxt, NULL, 0, 1); /* closes what is still open */
+    if (!out->err[0] && ctxt->errNo == XML_ERR_NO_MEMORY)
+        sl_extract_error(out, "out of memory");
+    if (ctxt->myDoc)
+        xmlFreeDoc(ctxt->myDoc);
+    htmlFreeParserCtxt(ctxt);
+    free(h->modes);
+    free(h);
+    return out->err[0] ? SL_EXTRACT_ERR : SL_EXTRACT_OK;
+}
+
+/* A byte order mark: the encoding it names and its length, else 0. */
+static size_t bom(const char *buf, size_t len, const char **enc)
+{
+    const unsigned char *s = (const unsigned char *)buf;
+    if (len >= 3 && s[0] == 0xef && s[1] == 0xbb && s[2] == 0xbf) {
+        *enc = "UTF-8";
+        return 3;
+    }
+    if (len >= 2 && s[0] == 0xff && s[1] == 0xfe) {
+        *enc = "UTF-16LE";
+        return 2;
+    }
+    if (len >= 2 && s[0] == 0xfe && s[1] == 0xff) {
+        *enc = "UTF-16BE";
+        return 2;
+    }
+    return 0;
+}
+
 int sl_extract_html_cs(const char *buf, size_t len, const char *charset,
                        const sl_extract_limits *lim, sl_extract_result *out)
 {
     char guess[64] = "";
     const char *enc = charset && *charset ? charset : NULL;
     sl_extract_init_libxml();
-    if (len > INT32_MAX)
-        return sl_extract_error(out, "too large");
-    if (!enc && !declares_charset(buf, len)) {
+    /* the push parser does not look for a BOM; a BOM outranks a declared
+     * charset, as in browsers */
+    const char *bom_enc;
+    size_t skip = bom(buf, len, &bom_enc);
+    if (skip) {
+        enc = bom_enc;
+        buf += skip;
+        len -= skip;
+    } else if (!enc && !declares_charset(buf, len)) {
         if (valid_utf8_prefix(buf, len)) {
             enc = "UTF-8";
         } else {
@@ -246,21 +426,7 @@ int sl_extract_html_cs(const char *buf, size_t len, const char *charset,
             enc = guess[0] ? guess : "WINDOWS-1252";
         }
     }
-    htmlDocPtr doc = htmlReadMemory(buf, (int)len, NULL, enc,
-                                    HTML_PARSE_RECOVER | HTML_PARSE_NONET |
-                                        HTML_PARSE_NOERROR | HTML_PARSE_NOWARNING);
-    if (!doc && enc) /* an encoding libxml2 cannot load: let it decide */
-        doc = htmlReadMemory(buf, (int)len, NULL, NULL,
-                             HTML_PARSE_RECOVER | HTML_PARSE_NONET |
-                                 HTML_PARSE_NOERROR | HTML_PARSE_NOWARNING);
-    if (!doc)
-        return sl_extract_error(out, "malformed html");
-    xmlNode *root = xmlDocGetRootElement(doc);
-    int rc = root ? walk(root, lim, out) : 0;
-    xmlFreeDoc(doc);
-    if (rc)
-        return SL_EXTRACT_ERR;
-    return out->err[0] ? SL_EXTRACT_ERR : SL_EXTRACT_OK;
+    return parse(buf, len, enc, lim, out);
 }
 
 int sl_extract_html(const char *buf, size_t len, const sl_extract_limits *lim,

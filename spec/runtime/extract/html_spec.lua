@@ -1,0 +1,116 @@
+-- HTML extraction through libxml2's push parser (runtime/extract/html.c):
+-- what the SAX callbacks keep and drop, text that straddles the chunks the
+-- parser is fed in, byte order marks, and the peak memory of a big page,
+-- which must stay near the page plus its text since no tree is built.
+local extract = require("sluice.extract")
+
+local TMP = "spec/.tmp"
+local CHUNK = 256 * 1024 -- html.c's CHUNK
+
+local function html(s)
+  return assert(extract.text(s, { type = "html" }))
+end
+
+-- Bytes of process memory from /proc/self/status ("VmRSS", "VmHWM").
+local function vm(key)
+  local f = assert(io.open("/proc/self/status", "rb"))
+  local s = f:read("*a")
+  f:close()
+  return tonumber(s:match(key .. ":%s*(%d+) kB")) * 1024
+end
+
+describe("HTML extraction", function()
+  it("keeps head metadata; text the head cannot hold opens the body, as in browsers", function()
+    local r = html("<html><head><title> A\n  Title </title><meta name=\"Author\" content=\" Ann \">" ..
+      "<meta name=\"dcterms.created\" content=\"2024-01-31\"><style>p{}</style><script>s()</script>" ..
+      "</head><body><p>Body</p></body></html>")
+    assert.are.same({ text = "Body", title = "A Title", author = "Ann", created = "2024-01-31",
+      mime = "text/html" }, r)
+    r = html("<html><head><title>T</title>stray text<meta name=author content=late></head><p>Body</p>")
+    assert.are.same({ text = "stray text\nBody", title = "T", mime = "text/html" }, r)
+  end)
+
+  it("takes a stray <title> in the body as the title, not as text", function()
+    local r = html("<body><p>one</p><title>Late</title><p>two</p></body>")
+    assert.are.same({ "one\ntwo", "Late" }, { r.text, r.title })
+  end)
+
+  it("keeps <pre> as laid out, and an empty <pre> ends there", function()
+    local r = html("<body><pre>a  b\n  c</pre><p>x   y</p><pre></pre><div>p   q\n r</div></body>")
+    assert.are.equal("a  b\n  c\nx y\np q r", r.text)
+  end)
+
+  it("drops script, style, template, svg and noscript, however nested", function()
+    local r = html("<body><div>a<script>var x = '<p>no</p>';</script>b<svg><text>no</text>" ..
+      "<g><text>no</text></g></svg><template><p>no</p></template><noscript><b>no</b></noscript>c" ..
+      "<style>@media { }</style></div><table><tr><td>1</td><td>2</td></tr></table></body>")
+    assert.are.equal("abc\n1 2", r.text)
+  end)
+
+  it("decodes entities and UTF-8 that straddle the parser's chunks", function()
+    for shift = 0, 7 do
+      local lead = "<html><body><p>"
+      local pad = string.rep("w ", math.floor((CHUNK - #lead - shift) / 2))
+      pad = pad .. string.rep("w", CHUNK - #lead - shift - #pad)
+      local doc = lead .. pad .. "&eacute;&#x20AC;€ä&amp;</p><p>end</p></body></html>"
+      local r = html(doc)
+      assert.are.equal("é€€ä&\nend", r.text:sub(-#"é€€ä&\nend"), "shift " .. shift)
+    end
+  end)
+
+  it("reads UTF-16 with a BOM, and drops a UTF-8 BOM", function()
+    local src = "<html><head><title>Ü</title></head><body><p>Grüße</p></body></html>"
+    local le = src:gsub("[\1-\127]", "%0\0"):gsub("Ü", "\220\0"):gsub("ü", "\252\0"):gsub("ß", "\223\0")
+    local r = html("\255\254" .. le)
+    assert.are.same({ "Grüße", "Ü" }, { r.text, r.title })
+    r = html("\239\187\191" .. src)
+    assert.are.same({ "Grüße", "Ü" }, { r.text, r.title })
+  end)
+
+  it("stops at max_chars with truncated set", function()
+    local r = assert(extract.text("<body>" .. string.rep("<p>abcdefghij</p>", 100000) .. "</body>",
+      { type = "html", max_chars = 25 }))
+    assert.are.same({ "abcdefghij\nabcdefghij\nabc", true }, { r.text, r.truncated })
+  end)
+
+  it("extracts a 20 MB page in about the page plus its text: no tree is kept", function()
+    local maps = assert(io.open("/proc/self/maps", "rb"))
+    local asan = maps:read("*a"):find("libasan", 1, true)
+    maps:close()
+    if asan then return pending("ASan's quarantine holds freed memory: the peak RSS means nothing") end
+    local f = io.open("/proc/self/clear_refs", "wb")
+    if not f then return pending("/proc/self/clear_refs is not writable: cannot reset the peak") end
+    local path = TMP .. "/big-page.html"
+    local out = assert(io.open(path, "wb"))
+    out:write("<!DOCTYPE html><html><head><title>Big</title></head><body>\n")
+    local rows, size = 0, 0
+    local part = {}
+    while size < 20 * 1024 * 1024 do
+      rows = rows + 1
+      local row = '<div class="row"><span class="k">key</span> <a href="#r' .. rows ..
+        '" title="link">value ' .. rows .. "</a></div>\n"
+      part[#part + 1] = row
+      size = size + #row
+      if #part == 1000 then out:write(table.concat(part)); part = {} end
+    end
+    out:write(table.concat(part), "</body></html>\n")
+    out:close()
+    collectgarbage()
+    collectgarbage()
+    assert(f:write("5")) -- resets VmHWM to the current RSS
+    f:close()
+    local base = vm("VmRSS")
+    local r = assert(extract.text(path, { path = true }))
+    local peak = vm("VmHWM") - base
+    os.remove(path)
+    assert.are.equal("Big", r.title)
+    assert.are.equal("key value 1\nkey value 2\n", r.text:sub(1, 24))
+    assert.are.equal("key value " .. rows, r.text:sub(-#("key value " .. rows)))
+    local lines = select(2, r.text:gsub("\n", "")) + 1
+    assert.are.equal(rows, lines)
+    -- the input buffer, the text (grown by doubling) and its Lua copy, and
+    -- slack; a DOM of this page took over 250 MB
+    local bound = size + 3 * #r.text + 16 * 1024 * 1024
+    assert.is_true(peak < bound, string.format("peak %.1f MB, bound %.1f MB", peak / 2 ^ 20, bound / 2 ^ 20))
+  end)
+end)
