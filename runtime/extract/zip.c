@@ -359,6 +359,11 @@ void sl_xml_parser_free(sl_xml_parser *p)
     b->vals = NULL;
     b->scratch = NULL;
     b->parser = NULL;
+    /* an entity declaration makes libxml2 create a document to hold it,
+     * even with SAX callbacks, and leaves it to us */
+    if (c->myDoc)
+        xmlFreeDoc(c->myDoc);
+    c->myDoc = NULL;
     xmlFreeParserCtxt(c);
 }
 
