@@ -62,6 +62,23 @@ describe("elasticsearch configuration", function()
     }, "\n"), err)
   end)
 
+  it("keeps nested index settings and mappings as written, and passes retry bounds to the client", function()
+    local cfg = assert(parse("elasticsearch:\n  request_timeout: 2.5\n  settings:\n    index:\n" ..
+      "      number_of_shards: 3\n      refresh_interval: 30s\n    index.number_of_replicas: 0\n" ..
+      "  mappings:\n    properties:\n      title: { type: keyword }\n" ..
+      "  bulk: { max_retries: 7, retry_initial_seconds: 0.25, retry_max_seconds: 4 }\n"))
+    local es = cfg.elasticsearch
+    assert.are.same({ index = { number_of_shards = 3, refresh_interval = "30s" }, ["index.number_of_replicas"] = 0 },
+      es.settings)
+    assert.are.same({ properties = { title = { type = "keyword" } } }, es.mappings)
+    local o = esconf.client_options(es, "i")
+    assert.are.same({ 2.5, 7, 0.25, 4 }, { o.timeout, o.max_retries, o.retry_initial, o.retry_max })
+    local _, err = parse("elasticsearch:\n  settings: 3\n")
+    assert.truthy(err:find("/etc/sluice/sluice.yml:2:3: elasticsearch.settings: ", 1, true), err)
+    _, err = parse("elasticsearch:\n  request_timeout: 0\n")
+    assert.are.equal("/etc/sluice/sluice.yml:2:3: elasticsearch.request_timeout: must be greater than 0", err)
+  end)
+
   it("allows one kind of credentials and checks fingerprints and cloud ids", function()
     local _, err = parse("elasticsearch:\n  api_key: k\n  username: u\n  password: p\n")
     assert.are.equal("/etc/sluice/sluice.yml:1:1: elasticsearch: choose one of api_key, username/password and bearer_token", err)

@@ -7,6 +7,8 @@ local http = require("sluice.http")
 local json = require("sluice.json")
 local esconf = require("sluice.es.config")
 local essink = require("sluice.es.sink")
+local es = require("sluice.sink.es")
+local task = require("sluice.task")
 
 local src = os.getenv("SLUICE_SOURCE_DIR") or "."
 local fixture = src .. "/spec/fixtures/esd.py"
@@ -52,6 +54,28 @@ local function open(d, extra, index)
 end
 
 local function doc(id, body) return { _id = id, title = "Title " .. id, body = body or ("text of " .. id) } end
+
+-- The bulk client alone (no index management), so its log records stay
+-- readable with c:logs() instead of going through sluice.log.
+local function client(d, raw, index)
+  raw.host = d.url
+  local opts = esconf.client_options(assert(esconf.validate(raw)), index or "search-t")
+  opts.hash_field = essink.HASH_FIELD
+  return es.client(opts)
+end
+
+-- The _bulk requests the double saw: { {ids = "a,b", at = seconds, bytes = n}, ... }
+local function bulk_log(d)
+  local out = {}
+  for _, r in ipairs(control(d, "GET", "/_double/requests")) do
+    if r.path:find("/_bulk", 1, true) then
+      local ids = {}
+      for _, a in ipairs(r.bulk or {}) do ids[#ids + 1] = a.id end
+      out[#out + 1] = { ids = table.concat(ids, ","), at = r.at, bytes = r.bytes, n = #ids }
+    end
+  end
+  return out
+end
 
 describe("elasticsearch sink", function()
   local d
@@ -159,6 +183,187 @@ describe("elasticsearch sink", function()
       tostring(err))
     assert.truthy(err.fatal)
     s:close()
+  end)
+
+  describe("backpressure", function()
+    it("yields in put while every slot is busy: at most concurrency requests, one batch waiting", function()
+      -- 142-byte actions, batches capped at 1,000 bytes: 7 a batch, 30
+      -- documents make 5 batches, 2 slots, each answer 200 ms late
+      control(d, "POST", "/_double/faults", { rules = { { path = "_bulk", times = -1, delay_ms = 200 } } })
+      local c = client(d, { bulk = { max_bytes = 1000, concurrency = 2 } })
+      local samples, running, ticks = {}, true, 0
+      local ticker = task.spawn(function()
+        while running do
+          samples[#samples + 1] = c:stats()
+          ticks = ticks + 1
+          task.sleep(0.01)
+        end
+      end)
+      local t0, yielded = task.now(), 0
+      for i = 1, 30 do
+        local before = ticks
+        local d1 = doc(string.format("bp%02d", i), string.rep("x", 78))
+        d1.title = nil
+        assert.is_true(c:put(d1, "h"))
+        if ticks > before then yielded = yielded + 1 end
+      end
+      local during_puts = ticks
+      assert.are.same({}, c:flush())
+      local took = task.now() - t0
+      running = false
+      ticker:join()
+      local max = { in_flight = 0, ready = 0, buffered = 0, waiting = 0 }
+      for _, st in ipairs(samples) do
+        for k in pairs(max) do max[k] = math.max(max[k], st[k]) end
+      end
+      -- never more than 2 requests out and 1 full batch held back, so what
+      -- is queued stays under (concurrency + 2) x max_bytes; the ticker runs
+      -- only while put waits, just after the 8th document, which did not
+      -- fit, started the next batch
+      assert.are.same({ in_flight = 2, ready = 1, buffered = 1, waiting = 0 }, max)
+      assert.is_true(yielded >= 1 and during_puts >= 10, yielded .. " puts yielded, " .. during_puts .. " ticks")
+      local log = bulk_log(d)
+      assert.are.equal(5, #log)
+      local total = 0
+      for i, b in ipairs(log) do
+        total = total + b.n
+        assert.is_true(b.bytes <= 1000, tostring(b.bytes))
+        assert.are.equal(i < 5 and 7 or 2, b.n)
+      end
+      assert.are.equal(30, total)
+      assert.are.equal(2, control(d, "GET", "/_double/stats").max_concurrent_bulk)
+      -- 5 batches through 2 slots are 3 rounds of 200 ms at least
+      assert.is_true(took >= 0.59, tostring(took))
+      assert.are.same({ 5, 30 }, { c:stats().requests, c:stats().indexed })
+      c:close()
+    end)
+  end)
+
+  describe("retry backoff", function()
+    it("sends a rejected item again with growing jittered delays, then fails it with its reason", function()
+      control(d, "POST", "/_double/faults", { rules = { { path = "_bulk", times = -1, item_faults = {
+        b = { status = 429, type = "es_rejected_execution_exception", reason = "rejected execution of coordinating operation" } } } } })
+      local c = client(d, { bulk = { max_retries = 4, retry_initial_seconds = 0.04, retry_max_seconds = 0.16 } })
+      assert.is_true(c:put(doc("a"), "h"))
+      assert.is_true(c:put(doc("b"), "h"))
+      assert.are.same({ { id = "b", reason = "gave up after 5 attempts: 429 es_rejected_execution_exception: " ..
+        "rejected execution of coordinating operation" } }, c:flush())
+      local log = bulk_log(d)
+      local ids = {}
+      for i, b in ipairs(log) do ids[i] = b.ids end
+      assert.are.same({ "a,b", "b", "b", "b", "b" }, ids)
+      -- delay k is in [d/2, d] for d = min(0.04 x 2^(k-1), 0.16); measured
+      -- between arrivals, so only later (by the answer's trip), never earlier
+      local lo = { 0.02, 0.04, 0.08, 0.08 }
+      for k = 1, 4 do
+        local gap = log[k + 1].at - log[k].at
+        assert.is_true(gap >= lo[k] - 0.005 and gap < 2 * lo[k] + 0.5, "delay " .. k .. ": " .. gap)
+      end
+      local st = c:stats()
+      assert.are.same({ 1, 1, 4, 0 }, { st.indexed, st.failed, st.retried_items, st.waiting })
+      local levels = {}
+      for _, r in ipairs(c:logs()) do levels[#levels + 1] = r.level .. " " .. (r.id or "") .. " " .. r.message end
+      assert.are.same({
+        "info b document rejected with 429 (es_rejected_execution_exception: rejected execution of coordinating operation): retry 1 of 4",
+        "info b document rejected with 429 (es_rejected_execution_exception: rejected execution of coordinating operation): retry 2 of 4",
+        "info b document rejected with 429 (es_rejected_execution_exception: rejected execution of coordinating operation): retry 3 of 4",
+        "info b document rejected with 429 (es_rejected_execution_exception: rejected execution of coordinating operation): retry 4 of 4",
+        "error b document not written: gave up after 5 attempts: 429 es_rejected_execution_exception: rejected execution of coordinating operation",
+      }, levels)
+      c:close()
+    end)
+
+    it("waits exponentially longer, capped at retry_max_seconds, between whole-request retries", function()
+      control(d, "POST", "/_double/faults", { rules = { { path = "_bulk", times = 4, status = 503 } } })
+      local c = client(d, { bulk = { max_retries = 4, retry_initial_seconds = 0.05, retry_max_seconds = 0.2 } })
+      assert.is_true(c:put(doc("a"), "h"))
+      assert.are.same({}, c:flush())
+      local delays = {}
+      for _, r in ipairs(c:logs()) do
+        local k, n, secs = r.message:match("^bulk request of 1 actions failed %(HTTP 503: [^)]*%): retry (%d) of (%d) in ([%d.]+) s$")
+        assert.truthy(k, r.message)
+        assert.are.equal("4", n)
+        delays[tonumber(k)] = tonumber(secs)
+      end
+      assert.are.equal(4, #delays)
+      -- [d/2, d] for d = 0.05, 0.1, 0.2, 0.2 (printed to 0.01 s)
+      local bounds = { { 0.02, 0.05 }, { 0.05, 0.1 }, { 0.1, 0.2 }, { 0.1, 0.2 } }
+      for k, b in ipairs(bounds) do
+        assert.is_true(delays[k] >= b[1] and delays[k] <= b[2], "delay " .. k .. ": " .. delays[k])
+      end
+      assert.is_true(delays[1] <= delays[2] and delays[2] <= delays[3], table.concat(delays, " "))
+      local log = bulk_log(d)
+      assert.are.equal(5, #log)
+      for k = 1, 4 do
+        local gap = log[k + 1].at - log[k].at
+        assert.is_true(gap >= delays[k] - 0.01, "gap " .. k .. ": " .. gap .. " < " .. delays[k])
+      end
+      assert.are.same({ 1, 4, 5 }, { c:stats().indexed, c:stats().retried_requests, c:stats().requests })
+      c:close()
+    end)
+  end)
+
+  describe("request_timeout", function()
+    -- A late answer is still applied by the double after the test: these
+    -- tests write to their own index so later tests do not see it.
+    it("gives up on a late bulk answer and sends the request again", function()
+      control(d, "POST", "/_double/faults", { rules = { { path = "_bulk", times = 1, delay_ms = 1500 } } })
+      local c = client(d, { request_timeout = 0.3, bulk = { max_retries = 1, retry_initial_seconds = 0.01,
+        retry_max_seconds = 0.01 } }, "search-timeout")
+      local t0 = task.now()
+      assert.is_true(c:put(doc("a"), "h"))
+      assert.are.same({}, c:flush())
+      local took = task.now() - t0
+      assert.is_true(took >= 0.29 and took < 1.4, tostring(took))
+      local logs = c:logs()
+      assert.are.equal(1, #logs)
+      assert.truthy(logs[1].message:find("^bulk request of 1 actions failed %(timeout%): retry 1 of 1 in 0%.01 s$"), logs[1].message)
+      assert.are.same({ 2, 1, 1 }, { c:stats().requests, c:stats().retried_requests, c:stats().indexed })
+      c:close()
+    end)
+
+    it("fails the sink with a timeout reason when every attempt is late, without hanging", function()
+      control(d, "POST", "/_double/faults", { rules = { { path = "_bulk", times = -1, delay_ms = 1500 } } })
+      local c = client(d, { request_timeout = 0.2, bulk = { max_retries = 2, retry_initial_seconds = 0.01,
+        retry_max_seconds = 0.01 } }, "search-timeout")
+      local t0 = task.now()
+      assert.is_true(c:put(doc("a"), "h"))
+      local ok, err = c:flush()
+      local took = task.now() - t0
+      assert.are.same({ nil, "bulk request failed after 3 attempts: timeout" }, { ok, err })
+      assert.are.equal("bulk request failed after 3 attempts: timeout", c:failed())
+      assert.is_true(took >= 0.59 and took < 1.4, tostring(took))
+      assert.are.equal(3, #bulk_log(d))
+      c:close()
+    end)
+
+    it("gives up on a server that answers GET / too late", function()
+      control(d, "POST", "/_double/faults", { rules = { { path = "^/$", method = "GET", times = -1, delay_ms = 1500 } } })
+      local t0 = task.now()
+      local s, err = open(d, { request_timeout = 0.2 }, "search-timeout")
+      assert.is_nil(s)
+      assert.are.equal("cannot reach " .. d.url .. ": GET / failed after 3 attempts: timeout", err)
+      assert.is_true(task.now() - t0 < 1.4)
+    end)
+  end)
+
+  it("creates the index with the configured settings", function()
+    local s = assert(open(d, { settings = { index = { number_of_shards = 3, refresh_interval = "30s" },
+      ["index.number_of_replicas"] = 0 } }, "search-settings"))
+    s:close()
+    local got = control(d, "GET", "/search-settings/_settings")["search-settings"].settings.index
+    assert.are.same({ "3", "30s", "0", "search-settings" },
+      { got.number_of_shards, got.refresh_interval, got.number_of_replicas, got.provided_name })
+    local put
+    for _, r in ipairs(control(d, "GET", "/_double/requests")) do
+      if r.method == "PUT" then put = r end
+    end
+    assert.are.equal("/search-settings", put.path)
+    -- without settings the index gets the server's defaults
+    assert(open(d, nil, "search-plain")):close()
+    got = control(d, "GET", "/search-plain/_settings")["search-plain"].settings.index
+    assert.are.same({ "1", "1" }, { got.number_of_shards, got.number_of_replicas })
+    assert.is_nil(got.refresh_interval)
   end)
 
   it("refuses a server it does not support", function()
