@@ -210,15 +210,55 @@ describe("elasticsearch sync end to end", function()
     assert.are.equal("../examples/elasticsearch.yml:/etc/sluice/sluice.yml:ro", compose.services.sluice.volumes[1])
   end)
 
-  it("syncs into OpenSearch", function()
+  it("syncs into OpenSearch and rebuilds a lost state database with its point in time API", function()
     stop(d)
     d = start(0, "--flavor opensearch --version 2.15.0")
     write_config(d.port)
-    write_plan(docs({ "a", "b" }))
+    local ids = {}
+    for i = 1, 1500 do ids[i] = string.format("os%04d", i) end
+    write_plan(docs(ids, 2))
     local rc, s = sync()
-    assert.are.same({ 0, 2, 2 }, { rc, s.indexed, s.index_count })
+    assert.are.same({ 0, "completed", 1500, 1500 }, { rc, s.status, s.indexed, s.index_count })
+    assert.are.equal(1500, state_count())
     os.remove(dir .. "/data/state.db"); os.remove(dir .. "/data/state.db-wal"); os.remove(dir .. "/data/state.db-shm")
+    local before = control(d, "GET", "/_double/requests")
     rc, s = sync()
-    assert.are.same({ 0, 0, 2 }, { rc, s.indexed, s.unchanged })
+    assert.are.same({ 0, "completed" }, { rc, s.status })
+    assert.are.same({ 1500, 0, 1500, 0, 0, 1500 }, { s.listed, s.indexed, s.unchanged, s.deleted, s.errors, s.index_count })
+    assert.are.equal(1500, state_count())
+    -- zero documents rewritten; the scan used OpenSearch's point in time
+    -- (two pages of 1,000 under one pit), never Elasticsearch's _pit
+    local seen = {}
+    for i, r in ipairs(control(d, "GET", "/_double/requests")) do
+      if i > #before then seen[#seen + 1] = r.method .. " " .. r.path end
+    end
+    local bulk_n, searches, open_pit, close_pit = 0, 0, 0, 0
+    for _, line in ipairs(seen) do
+      assert.is_nil(line:find("_pit", 1, true), line)
+      if line:find("/_bulk", 1, true) then bulk_n = bulk_n + 1 end
+      if line == "POST /_search" then searches = searches + 1 end
+      if line == "POST /search-t/_search/point_in_time" then open_pit = open_pit + 1 end
+      if line == "DELETE /_search/point_in_time" then close_pit = close_pit + 1 end
+    end
+    assert.are.same({ 0, 2, 1, 1 }, { bulk_n, searches, open_pit, close_pit })
+    assert.are.equal(1500, control(d, "GET", "/_double/indices")["search-t"].docs)
+  end)
+
+  it("fails an item still rejected after the last retry: completed_with_errors, sent again next sync", function()
+    control(d, "POST", "/_double/faults", { rules = {
+      { path = "_bulk", times = -1, item_faults = { b = { status = 429, type = "es_rejected_execution_exception",
+        reason = "queue full" } } },
+    } })
+    write_plan(docs({ "a", "b", "c" }))
+    local rc, s = sync()
+    assert.are.same({ 3, "completed_with_errors" }, { rc, s.status })
+    assert.are.same({ 3, 2, 1, 2 }, { s.listed, s.indexed, s.errors, s.index_count })
+    assert.are.same({ "a,b,c", "b", "b" }, bulks(d)) -- max_retries: 2
+    assert.are.same({ { id = "b", reason = "gave up after 3 attempts: 429 es_rejected_execution_exception: queue full" } },
+      s.error_samples)
+    control(d, "DELETE", "/_double/faults")
+    rc, s = sync()
+    assert.are.same({ 0, "completed", 1, 2, 3 }, { rc, s.status, s.indexed, s.unchanged, s.index_count })
+    assert.are.same({ "a,b,c", "b", "b", "b" }, bulks(d))
   end)
 end)
