@@ -218,7 +218,7 @@ describe("elasticsearch sync end to end", function()
     for i = 1, 1500 do ids[i] = string.format("os%04d", i) end
     write_plan(docs(ids, 2))
     local rc, s = sync()
-    assert.are.same({ 0, "completed", 1500, 1500 }, { rc, s.status, s.indexed, s.index_count })
+    assert.are.same({ 0, "completed", 1500, 1500 }, { rc, s.status, s.indexed, s.index_count }, json.encode(s))
     assert.are.equal(1500, state_count())
     os.remove(dir .. "/data/state.db"); os.remove(dir .. "/data/state.db-wal"); os.remove(dir .. "/data/state.db-shm")
     local before = control(d, "GET", "/_double/requests")
