@@ -18,6 +18,7 @@
  * finish() extracts from that buffer.
  */
 #include "extract/extract.h"
+#include "extract/sink.h"
 #include "core/rt.h"
 
 #include <lua.h>
@@ -32,8 +33,6 @@
 #include <time.h>
 #include <unistd.h>
 #include <uv.h>
-
-#define SL_EXTRACT_SINK_T "sl_extract_sink"
 
 /* ---- result buffer ---------------------------------------------------- */
 
@@ -671,22 +670,93 @@ static int l_detect(lua_State *L)
 
 /* ---- streaming sink ----------------------------------------------------- */
 
-typedef struct sink {
+struct sl_extract_sink {
     char *buf;
     size_t len, cap;
     int over;      /* more than max_input was written */
-    int done;
+    int done;      /* finished, or spent by a failed transfer */
+    int busy;      /* claimed by a transfer (http.request{sink=}) */
+    char err[96];  /* why a failed transfer spent it */
     job opts;      /* limits and hints, copied into the job at finish */
-} sink;
+};
+
+typedef struct sl_extract_sink sink;
 
 static sink *check_sink(lua_State *L)
 {
     return luaL_checkudata(L, 1, SL_EXTRACT_SINK_T);
 }
 
+sl_extract_sink *sl_extract_sink_test(lua_State *L, int idx)
+{
+    return luaL_testudata(L, idx, SL_EXTRACT_SINK_T);
+}
+
+size_t sl_extract_sink_cap(const sl_extract_sink *s)
+{
+    return s->opts.lim.max_input;
+}
+
+int sl_extract_sink_claim(sl_extract_sink *s, const char **err)
+{
+    if (s->busy || s->done || s->over) {
+        *err = s->busy ? "busy" : s->over ? "too large" : "finished";
+        return -1;
+    }
+    s->busy = 1;
+    return 0;
+}
+
+static void sink_drop(sink *s)
+{
+    free(s->buf);
+    s->buf = NULL;
+    s->len = s->cap = 0;
+}
+
+int sl_extract_sink_write(sl_extract_sink *s, const char *p, size_t n, const char **err)
+{
+    size_t max = s->opts.lim.max_input;
+    if (s->over || (max && n > max - s->len)) {
+        s->over = 1;
+        sink_drop(s); /* nothing useful can come of the prefix */
+        *err = "too large";
+        return -1;
+    }
+    if (n > s->cap - s->len) {
+        size_t cap = s->cap ? s->cap : 65536;
+        while (cap - s->len < n)
+            cap *= 2;
+        char *q = realloc(s->buf, cap);
+        if (!q) {
+            *err = "out of memory";
+            return -1;
+        }
+        s->buf = q;
+        s->cap = cap;
+    }
+    memcpy(s->buf + s->len, p, n);
+    s->len += n;
+    return 0;
+}
+
+void sl_extract_sink_release(sl_extract_sink *s)
+{
+    s->busy = 0;
+}
+
+void sl_extract_sink_fail(sl_extract_sink *s, const char *err)
+{
+    s->busy = 0;
+    s->done = 1;
+    snprintf(s->err, sizeof s->err, "%s", err && *err ? err : "failed");
+    sink_drop(s);
+}
+
 /* extract.stream(opts) -> sink
  * A sink for a document that arrives in chunks (a download): it keeps at
- * most opts.max_input bytes. opts as for extract.text. */
+ * most opts.max_input bytes. opts as for extract.text. http.request{sink =
+ * sink} streams a response body into it. */
 static int l_stream(lua_State *L)
 {
     job o;
@@ -702,57 +772,42 @@ static int l_stream(lua_State *L)
 
 /* sink:write(chunk) -> true | nil, err
  * Buffers chunk; "too large" once the total passes max_input (the rest is
- * dropped and finish() fails the same way), "finished" after finish(). */
+ * dropped and finish() fails the same way), "finished" after finish(),
+ * "busy" while a transfer writes into it. */
 static int l_sink_write(lua_State *L)
 {
     sink *s = check_sink(L);
     size_t n;
     const char *p = luaL_checklstring(L, 2, &n);
-    if (s->done) {
+    const char *err = NULL;
+    if (s->busy || s->done)
+        err = s->busy ? "busy" : "finished";
+    else
+        sl_extract_sink_write(s, p, n, &err);
+    if (err) {
         lua_pushnil(L);
-        lua_pushliteral(L, "finished");
+        lua_pushstring(L, err);
         return 2;
     }
-    size_t max = s->opts.lim.max_input;
-    if (s->over || (max && s->len + n > max)) {
-        s->over = 1;
-        free(s->buf); /* nothing useful can come of the prefix */
-        s->buf = NULL;
-        s->len = s->cap = 0;
-        lua_pushnil(L);
-        lua_pushliteral(L, "too large");
-        return 2;
-    }
-    if (s->len + n > s->cap) {
-        size_t cap = s->cap ? s->cap : 65536;
-        while (cap < s->len + n)
-            cap *= 2;
-        char *q = realloc(s->buf, cap);
-        if (!q) {
-            lua_pushnil(L);
-            lua_pushliteral(L, "out of memory");
-            return 2;
-        }
-        s->buf = q;
-        s->cap = cap;
-    }
-    memcpy(s->buf + s->len, p, n);
-    s->len += n;
     lua_pushboolean(L, 1);
     return 1;
 }
 
 /* sink:finish() -> res | nil, err, partial
  * Extracts from what was written, as extract.text would; the sink is
- * spent afterwards. Yields inside a task. */
+ * spent afterwards. After a failed transfer into it: nil and the
+ * transfer's error. Yields inside a task. */
 static int l_sink_finish(lua_State *L)
 {
     sink *s = check_sink(L);
-    if (s->done || s->over) {
-        int over = s->over;
-        s->done = 1;
+    if (s->busy || s->done || s->over) {
+        const char *err = s->busy ? "busy" : s->over ? "too large" : s->err[0] ? s->err : "finished";
         lua_pushnil(L);
-        lua_pushstring(L, over ? "too large" : "finished");
+        lua_pushstring(L, err);
+        if (!s->busy) {
+            s->done = 1;
+            s->err[0] = '\0'; /* said once; "finished" afterwards */
+        }
         return 2;
     }
     s->done = 1;
@@ -777,12 +832,12 @@ static int l_sink_size(lua_State *L)
     return 1;
 }
 
-/* sink:__gc(): frees the buffer if finish() never took it */
+/* sink:__gc(): frees the buffer if finish() never took it. A transfer
+ * holds a reference while it writes, so a busy sink is never collected. */
 static int l_sink_gc(lua_State *L)
 {
     sink *s = check_sink(L);
-    free(s->buf);
-    s->buf = NULL;
+    sink_drop(s);
     return 0;
 }
 

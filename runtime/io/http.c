@@ -21,6 +21,7 @@
  * freely.
  */
 #include "core/rt.h"
+#include "extract/sink.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -73,6 +74,11 @@ struct sl_http_req {
     FILE *out;
     char *out_path;
     int out_errno;
+    sl_extract_sink *sink; /* opts.sink, claimed while the transfer runs */
+    int sink_ref;          /* registry: keeps the sink alive meanwhile */
+    int to_sink;           /* -1: undecided until the first body byte */
+    int sink_capped;       /* MAXFILESIZE is the sink's cap, not max_body */
+    const char *sink_err;  /* why the sink refused a chunk */
     curl_off_t max_body; /* -1: no limit */
     curl_off_t bytes;
     int too_large, headers_too_large, oom;
@@ -330,6 +336,10 @@ static void req_free(sl_http_req *r, lua_State *L)
     }
     if (r->body_ref != LUA_NOREF)
         luaL_unref(L, LUA_REGISTRYINDEX, r->body_ref);
+    if (r->sink) /* still claimed: the transfer never completed */
+        sl_extract_sink_fail(r->sink, r->task ? "request failed" : "cancelled");
+    if (r->sink_ref != LUA_NOREF)
+        luaL_unref(L, LUA_REGISTRYINDEX, r->sink_ref);
     if (r->prev)
         r->prev->next = r->next;
     else
@@ -374,11 +384,20 @@ static size_t on_body(char *p, size_t size, size_t n, void *ud)
 {
     sl_http_req *r = ud;
     size_t len = size * n;
+    if (r->to_sink < 0) {
+        /* a document only from a success; an error page goes to res.body */
+        long status = 0;
+        curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
+        r->to_sink = status >= 200 && status < 300;
+    }
     if (r->max_body >= 0 && r->bytes + (curl_off_t)len > r->max_body) {
         r->too_large = 1;
         return 0;
     }
-    if (r->out) {
+    if (r->sink && r->to_sink) {
+        if (sl_extract_sink_write(r->sink, p, len, &r->sink_err) != 0)
+            return 0; /* past the cap the sink has freed its bytes: stop reading */
+    } else if (r->out) {
         if (fwrite(p, 1, len, r->out) != len) {
             r->out_errno = errno ? errno : EIO;
             return 0;
@@ -458,7 +477,7 @@ static void push_response(lua_State *L, sl_http_req *r)
     lua_setfield(L, -2, "status");
     push_headers(L, &r->head);
     lua_setfield(L, -2, "headers");
-    if (!r->out_path) {
+    if (!r->out_path && !(r->sink && r->to_sink == 1)) {
         lua_pushlstring(L, r->body.ptr ? r->body.ptr : "", r->body.len);
         lua_setfield(L, -2, "body");
     }
@@ -483,6 +502,11 @@ static void push_response(lua_State *L, sl_http_req *r)
 static void push_error(lua_State *L, sl_http_req *r, CURLcode rc)
 {
     long os_err = 0;
+    if (r->sink_err || (r->sink_capped && rc == CURLE_FILESIZE_EXCEEDED)) {
+        /* the sink's words, as sink:write would say them */
+        lua_pushstring(L, r->sink_err ? r->sink_err : "too large");
+        return;
+    }
     if (r->too_large || rc == CURLE_FILESIZE_EXCEEDED) {
         lua_pushliteral(L, "body too large");
         return;
@@ -574,11 +598,16 @@ static void req_complete(sl_http_req *r, CURLcode rc)
     lua_checkstack(co, 12);
     if (rc == CURLE_OK) {
         push_response(co, r);
+        if (r->sink)
+            sl_extract_sink_release(r->sink);
     } else {
         lua_pushnil(co);
         push_error(co, r, rc);
         n = 2;
+        if (r->sink) /* a partial document is no document */
+            sl_extract_sink_fail(r->sink, lua_tostring(co, -1));
     }
+    r->sink = NULL;
     r->task = NULL;
     req_free(r, co);
     sl_task_resume(t, n);
@@ -606,13 +635,13 @@ typedef struct {
     const char *proxy, *output;
     size_t url_len, body_len;
     double timeout, connect_timeout, max_body;
-    int follow, insecure, decompress, has_expect;
+    int follow, insecure, decompress, has_expect, has_sink;
 } req_opts;
 
 static const char *const known_opts[] = {
     "method", "url", "headers", "body", "timeout", "connect_timeout",
     "follow_redirects", "insecure", "ca_file", "client_cert", "client_key",
-    "proxy", "output", "max_body", "decompress", NULL};
+    "proxy", "output", "max_body", "decompress", "sink", NULL};
 
 static int opt_error(lua_State *L, const char *key, const char *want)
 {
@@ -810,6 +839,15 @@ static void read_opts(lua_State *L, req_opts *o)
     o->follow = opt_bool(L, "follow_redirects", 0);
     o->insecure = opt_bool(L, "insecure", 0);
     o->decompress = opt_bool(L, "decompress", 1);
+    lua_getfield(L, 1, "sink");
+    if (!lua_isnil(L, -1)) {
+        if (!sl_extract_sink_test(L, -1))
+            opt_error(L, "sink", "extract.stream() sink");
+        if (o->output)
+            luaL_argerror(L, 1, "opts.sink: not with opts.output");
+        o->has_sink = 1;
+    }
+    lua_pop(L, 1);
     check_headers(L, o);
 }
 
@@ -854,8 +892,15 @@ static CURLcode setup_easy(lua_State *L, sl_http_req *r, req_opts *o)
         SET(CURLOPT_SSLKEY, o->client_key);
     if (o->decompress)
         SET(CURLOPT_ACCEPT_ENCODING, ""); /* every encoding libcurl decodes */
-    if (o->max_body >= 0)
-        SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)o->max_body);
+    /* a declared Content-Length past the cap fails before any body byte */
+    curl_off_t cap = o->max_body >= 0 ? (curl_off_t)o->max_body : -1;
+    if (r->sink && sl_extract_sink_cap(r->sink) &&
+        (cap < 0 || (curl_off_t)sl_extract_sink_cap(r->sink) < cap)) {
+        cap = (curl_off_t)sl_extract_sink_cap(r->sink);
+        r->sink_capped = 1;
+    }
+    if (cap >= 0)
+        SET(CURLOPT_MAXFILESIZE_LARGE, cap);
 
     int is_post = strcmp(o->method, "POST") == 0;
     if (o->body) {
@@ -884,10 +929,17 @@ static CURLcode setup_easy(lua_State *L, sl_http_req *r, req_opts *o)
  * follow_redirects (false; at most 5), insecure, ca_file, client_cert,
  * client_key, proxy (only this: *_proxy variables are ignored), output (a
  * path: the body streams there, removed again if the transfer fails),
- * max_body (bytes), decompress (true). res: status, headers (lowercase names,
- * repeats joined with ", "), body (absent with output), bytes, url (after
- * redirects), http_version. An HTTP error status is a response, not an
- * error; unknown options and wrong types raise. */
+ * sink (an extract.stream() sink: a 2xx body streams into it, never held
+ * here; past its max_input, or a declared Content-Length past it, the
+ * transfer stops with nil, "too large"; any failure spends the sink, whose
+ * finish() then answers nil and the same error; on success call
+ * sink:finish() for the text; a non-2xx body goes to res.body instead and
+ * leaves the sink unwritten; not with output), max_body (bytes),
+ * decompress (true). res: status, headers (lowercase names, repeats joined
+ * with ", "), body (absent with output or a sink that took it), bytes, url
+ * (after redirects), http_version. An HTTP error status is a response, not
+ * an error; unknown options and wrong types raise; a sink already finished
+ * or in use by another transfer is nil, "sink: finished" / "sink: busy". */
 static int l_request(lua_State *L)
 {
     req_opts o;
@@ -909,6 +961,8 @@ static int l_request(lua_State *L)
     r->task = t;
     r->L = t->rt->L;
     r->body_ref = LUA_NOREF;
+    r->sink_ref = LUA_NOREF;
+    r->to_sink = -1;
     r->max_body = o.max_body >= 0 ? (curl_off_t)o.max_body : -1;
     r->next = m->reqs; /* linked first so req_free can undo any step */
     if (m->reqs)
@@ -928,6 +982,20 @@ static int l_request(lua_State *L)
             push_errno(L, "cannot open output", err);
             return 2;
         }
+    }
+    if (o.has_sink) {
+        lua_getfield(L, 1, "sink");
+        sl_extract_sink *s = sl_extract_sink_test(L, -1);
+        const char *err;
+        if (sl_extract_sink_claim(s, &err) != 0) {
+            lua_pop(L, 1);
+            req_free(r, L);
+            lua_pushnil(L);
+            lua_pushfstring(L, "sink: %s", err);
+            return 2;
+        }
+        r->sink = s;
+        r->sink_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     }
     r->easy = curl_easy_init();
     if (!r->easy || build_headers(L, &o, &r->headers) != 0)
