@@ -65,6 +65,18 @@ local function reason(res)
   return string.format("HTTP %d: %s", res.status, text:sub(1, 160))
 end
 
+-- Transport errors that no retry can cure: a certificate that is not
+-- trusted (or does not match ca_fingerprint) stays so, and waiting out the
+-- backoff first only hides the real problem for a quarter of a minute.
+local PERMANENT = { "certificate", "unsupported protocol", "malformed" }
+local function permanent(err)
+  local e = tostring(err):lower()
+  for _, p in ipairs(PERMANENT) do
+    if e:find(p, 1, true) then return true end
+  end
+  return false
+end
+
 -- One management request, retried like a bulk request on 429/5xx and
 -- transport errors. Returns res (any other status) | nil, err.
 function Sink:call(method, path, body)
@@ -73,6 +85,9 @@ function Sink:call(method, path, body)
   while true do
     local res, err = self.c:request(method, path, body)
     if res and res.status ~= 429 and res.status < 500 then return res end
+    if not res and permanent(err) then
+      return nil, method .. " " .. path .. " failed: " .. tostring(err)
+    end
     err = err or reason(res)
     tries = tries + 1
     if tries > self.max_retries then
