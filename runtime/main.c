@@ -24,7 +24,9 @@ int main(int argc, char **argv)
     sl_vm *vm = sl_vm_new(home, err, sizeof err);
     if (!vm) {
         fprintf(stderr, "sluice: %s\n", err);
-        return 70;
+        /* a --home the user named is a usage error; a home the binary
+         * cannot find beside itself is a broken installation */
+        return home ? 2 : 70;
     }
     lua_State *L = vm->L;
     lua_getglobal(L, "require");
