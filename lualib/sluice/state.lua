@@ -30,7 +30,6 @@ local PUT_ROWS = 64
 local PUT_ONE = [[INSERT INTO docs (connector, id, hash, job) VALUES (?, ?, ?, ?)
     ON CONFLICT (connector, id) DO UPDATE SET hash = excluded.hash, job = excluded.job]]
 local PUT_MANY = PUT_ONE:gsub("%(%?, %?, %?, %?%)", string.rep("(?, ?, ?, ?)", PUT_ROWS, ", "))
-local unpack = unpack or table.unpack
 
 local SCHEMA = [[
 CREATE TABLE IF NOT EXISTS docs (
@@ -86,7 +85,9 @@ local function write_queue(self)
   local q, db = self.queue, self.db
   drop_queue(self)
   if n == PUT_ROWS * 4 then
-    check(db:run(PUT_MANY, unpack(q, 1, n)))
+    -- run_array binds from the table: unpack() of 256 values would abort
+    -- the LuaJIT trace of put() every PUT_ROWS documents
+    check(db:run_array(PUT_MANY, q, n))
   else
     for i = 1, n, 4 do check(db:run(PUT_ONE, q[i], q[i + 1], q[i + 2], q[i + 3])) end
   end

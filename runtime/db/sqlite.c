@@ -342,6 +342,76 @@ static int l_run(lua_State *L)
     return 1;
 }
 
+/* db:run_array(sql, values, n) -> changes | nil, err
+ * db:run with values[1..n] as the parameters: for a multi-row INSERT whose
+ * parameters a caller queues in an array, which unpack() would spread over
+ * the Lua stack (and out of LuaJIT's traces) first. n must not exceed the
+ * statement's parameter count; a missing trailing parameter is NULL. */
+static int l_run_array(lua_State *L)
+{
+    sl_db *d = check_db(L);
+    size_t len;
+    const char *sql = luaL_checklstring(L, 2, &len);
+    luaL_checktype(L, 3, LUA_TTABLE);
+    lua_Integer n = luaL_checkinteger(L, 4);
+    luaL_argcheck(L, n >= 0 && n <= 32766, 4, "expected 0 to 32766 values");
+    lua_settop(L, 4);
+    /* type-check before a statement is taken, so a raise leaks nothing */
+    for (int i = 1; i <= (int)n; i++) {
+        lua_rawgeti(L, 3, i);
+        int t = lua_type(L, -1);
+        lua_pop(L, 1);
+        if (t != LUA_TNIL && t != LUA_TBOOLEAN && t != LUA_TNUMBER && t != LUA_TSTRING)
+            luaL_error(L, "bad value #%d in parameter array (must be nil, boolean, number or string)", i);
+    }
+    int cached;
+    sqlite3_stmt *st = stmt_get(L, d, sql, len, &cached);
+    if (!st)
+        return 2;
+    if ((int)n > sqlite3_bind_parameter_count(st)) {
+        stmt_done(st, cached);
+        return luaL_error(L, "too many parameters for statement");
+    }
+    /* the table keeps every string alive until the statement is reset */
+    for (int i = 1; i <= (int)n; i++) {
+        lua_rawgeti(L, 3, i);
+        switch (lua_type(L, -1)) {
+        case LUA_TBOOLEAN:
+            sqlite3_bind_int(st, i, lua_toboolean(L, -1));
+            break;
+        case LUA_TNUMBER: {
+            double x = lua_tonumber(L, -1);
+            if (x == floor(x) && x >= -9223372036854775808.0 && x < 9223372036854775808.0)
+                sqlite3_bind_int64(st, i, (sqlite3_int64)x);
+            else
+                sqlite3_bind_double(st, i, x);
+            break;
+        }
+        case LUA_TSTRING: {
+            size_t sl;
+            const char *sv = lua_tolstring(L, -1, &sl);
+            sqlite3_bind_text64(st, i, sv, sl, SQLITE_STATIC, SQLITE_UTF8);
+            break;
+        }
+        default:
+            sqlite3_bind_null(st, i);
+        }
+        lua_pop(L, 1);
+    }
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        ;
+    if (rc != SQLITE_DONE) {
+        lua_pushnil(L);
+        lua_pushstring(L, sqlite3_errmsg(d->db));
+        stmt_done(st, cached);
+        return 2;
+    }
+    stmt_done(st, cached);
+    lua_pushnumber(L, sqlite3_changes(d->db));
+    return 1;
+}
+
 /* db:one(sql, ...) -> row | nil [, err]
  * The first row keyed by column name (NULL columns absent), or nil when
  * there is none. */
@@ -473,6 +543,7 @@ int luaopen_sluice_sqlite(lua_State *L)
 {
     static const luaL_Reg methods[] = {{"exec", l_exec},
                                        {"run", l_run},
+                                       {"run_array", l_run_array},
                                        {"one", l_one},
                                        {"rows", l_rows},
                                        {"last_insert_rowid", l_last_insert_rowid},
