@@ -16,6 +16,12 @@
  * reused (Lua runs on one thread; nothing here yields). crypto.
  * sha256_canonical hashes a value's canonical JSON without making it a Lua
  * string first.
+ *
+ * crypto.content_hash is the engine's change detection: it cleans the
+ * document's text in place and hashes the canonical JSON with XXH3-128
+ * (libxxhash). A hash that only has to notice a change needs no collision
+ * resistance against an adversary, and on a 1 KB document SHA-256 cost
+ * about a tenth of a sync's CPU time.
  */
 #include <lua.h>
 #include <lauxlib.h>
@@ -26,8 +32,10 @@
 #include <openssl/decoder.h>
 #include <openssl/x509.h>
 #include <string.h>
+#include <xxhash.h>
 
 #include "codec/json.h"
+#include "codec/text.h"
 
 enum { DG_MD5, DG_SHA1, DG_SHA256, DG_SHA512, DG_COUNT };
 static const char *const dg_names[DG_COUNT] = {"MD5", "SHA1", "SHA256", "SHA512"};
@@ -149,6 +157,39 @@ static int l_sha256_canonical(lua_State *L)
     char hex[2 * EVP_MAX_MD_SIZE];
     hex_into(hex, out, len);
     lua_pushlstring(L, hex, 2 * (size_t)len);
+    return 1;
+}
+
+/* crypto.content_hash(doc) -> hex | nil, err
+ * Applies text.clean_tree to doc (in place: the engine indexes what it
+ * hashed), then returns the 32 lowercase hex digits of the XXH3-128 of
+ * json.encode_canonical(doc), most significant byte first. Cleaning first
+ * keeps the hash a function of what is written, and one call does both
+ * walks. err is the encoder's, as for sha256_canonical. Shares upvalue 1
+ * (the encoding buffer) with sha256_canonical. */
+static int l_content_hash(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
+    sl_text_clean_tree(L, 1);
+    sl_json_buf *b = lua_touserdata(L, lua_upvalueindex(1));
+    const char *err = NULL;
+    b->len = 0;
+    int failed = sl_json_encode(L, 1, SL_JSON_CANONICAL, b, &err) != 0;
+    XXH128_canonical_t sum;
+    if (!failed)
+        XXH128_canonicalFromHash(&sum, XXH3_128bits(b->ptr ? b->ptr : "", b->len));
+    b->len = 0;
+    if (b->cap > SL_CRYPTO_BUF_KEEP)
+        sl_json_buf_free(b);
+    if (failed) {
+        lua_pushnil(L);
+        lua_pushstring(L, err);
+        return 2;
+    }
+    char hex[2 * sizeof sum.digest];
+    hex_into(hex, sum.digest, sizeof sum.digest);
+    lua_pushlstring(L, hex, sizeof hex);
     return 1;
 }
 
@@ -469,7 +510,10 @@ int luaopen_sluice_crypto(lua_State *L)
     memset(b, 0, sizeof *b);
     luaL_getmetatable(L, SL_CRYPTO_BUF_T);
     lua_setmetatable(L, -2);
+    lua_pushvalue(L, -1);
     lua_pushcclosure(L, l_sha256_canonical, 1);
-    lua_setfield(L, -2, "sha256_canonical");
+    lua_setfield(L, -3, "sha256_canonical");
+    lua_pushcclosure(L, l_content_hash, 1);
+    lua_setfield(L, -2, "content_hash");
     return 1;
 }

@@ -13,6 +13,7 @@
  * the cap in memory; the inflater lives in a userdata whose __gc ends it if a
  * Lua memory error interrupts the loop.
  */
+#include "codec/text.h"
 #include "codec/utf8.h"
 
 #include <lua.h>
@@ -163,6 +164,11 @@ static long clean_tree(lua_State *L, int idx, int depth)
         lua_pop(L, 1);
     }
     return changed;
+}
+
+long sl_text_clean_tree(lua_State *L, int idx)
+{
+    return clean_tree(L, idx, 0);
 }
 
 /* text.clean_tree(t) -> nchanged
