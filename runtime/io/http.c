@@ -477,7 +477,9 @@ static void push_response(lua_State *L, sl_http_req *r)
     lua_setfield(L, -2, "status");
     push_headers(L, &r->head);
     lua_setfield(L, -2, "headers");
-    if (!r->out_path && !(r->sink && r->to_sink == 1)) {
+    /* a 2xx body went to the sink, even an empty one */
+    int sunk = r->sink && (r->to_sink == 1 || (r->to_sink < 0 && status >= 200 && status < 300));
+    if (!r->out_path && !sunk) {
         lua_pushlstring(L, r->body.ptr ? r->body.ptr : "", r->body.len);
         lua_setfield(L, -2, "body");
     }
