@@ -17,9 +17,9 @@
  * sha256_canonical hashes a value's canonical JSON without making it a Lua
  * string first.
  *
- * crypto.content_hash is the engine's change detection: it cleans the
- * document's text in place and hashes the canonical JSON with XXH3-128
- * (libxxhash). A hash that only has to notice a change needs no collision
+ * crypto.content_hash is the engine's change detection: in one walk it
+ * cleans the document's text in place and hashes its canonical form with
+ * XXH3-128 (libxxhash). A hash that only has to notice a change needs no collision
  * resistance against an adversary, and on a 1 KB document SHA-256 cost
  * about a tenth of a sync's CPU time.
  */
@@ -31,6 +31,11 @@
 #include <openssl/rand.h>
 #include <openssl/decoder.h>
 #include <openssl/x509.h>
+#include <endian.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <xxhash.h>
 
@@ -160,31 +165,442 @@ static int l_sha256_canonical(lua_State *L)
     return 1;
 }
 
+/* ---- crypto.content_hash --------------------------------------------------
+ *
+ * One walk over a document: each string value is cleaned in place (the
+ * text.clean_tree policy, down to the same depth) and the cleaned tree is
+ * serialised into a buffer that XXH3-128 then hashes. The serialisation is
+ * not JSON but a tagged, length-prefixed form of what json.encode_canonical
+ * would write: keys sorted bytewise at every depth (number keys by their
+ * JSON text), functions, userdata and coroutines left out of objects and
+ * null in arrays, arrays told from objects the way the JSON encoder tells
+ * them. It needs no escaping and no number formatting, so a string costs
+ * one scan (the cleaning) and one copy. Every value the canonical encoder
+ * rejects is rejected here too, with its message, so a document that cannot
+ * be written still fails as a document error before it reaches a sink.
+ *
+ * Tags: n null, t true, f false, d double, s string, a array, o object, k
+ * key, e end (of an array or object). d is followed by the IEEE bits, s and
+ * k by the byte length and the bytes, a by the item count, each number as
+ * 8 bytes little-endian. The form is prefix-free, so distinct trees never
+ * serialise the same. */
+
+#define CH_MAX_DEPTH SL_JSON_MAX_DEPTH
+#define CH_EXACT_INT 9007199254740992.0
+#define CH_FAST_KEYS 32
+
+typedef struct ch_walk {
+    lua_State *L;
+    sl_json_buf *b;
+    const char *err;
+} ch_walk;
+
+/* Makes room for n more bytes (an sl_json_buf is realloc'd memory). */
+static int ch_grow(ch_walk *w, size_t n)
+{
+    sl_json_buf *b = w->b;
+    size_t cap = b->cap ? b->cap : 4096;
+    while (cap - b->len < n) {
+        if (cap > SIZE_MAX / 2)
+            goto oom;
+        cap *= 2;
+    }
+    char *p = realloc(b->ptr, cap);
+    if (!p)
+        goto oom;
+    b->ptr = p;
+    b->cap = cap;
+    return 0;
+oom:
+    w->err = "out of memory";
+    return -1;
+}
+
+/* Appends n bytes; the buffer is reused across calls, so it rarely grows. */
+static inline int ch_put(ch_walk *w, const void *p, size_t n)
+{
+    sl_json_buf *b = w->b;
+    if (b->cap - b->len < n && ch_grow(w, n) != 0)
+        return -1;
+    memcpy(b->ptr + b->len, p, n);
+    b->len += n;
+    return 0;
+}
+
+/* A tag, a number (8 bytes, little-endian) and then n bytes at p: one
+ * reservation, three copies. */
+static inline int ch_tag(ch_walk *w, char tag, uint64_t v, const void *p, size_t n)
+{
+    sl_json_buf *b = w->b;
+    if (b->cap - b->len < 9 + n && ch_grow(w, 9 + n) != 0)
+        return -1;
+    unsigned char *d = (unsigned char *)b->ptr + b->len;
+    uint64_t le = htole64(v);
+    d[0] = (unsigned char)tag;
+    memcpy(d + 1, &le, 8);
+    if (n)
+        memcpy(d + 9, p, n);
+    b->len += 9 + n;
+    return 0;
+}
+
+static inline int ch_head(ch_walk *w, char tag, uint64_t v)
+{
+    return ch_tag(w, tag, v, NULL, 0);
+}
+
+/* A number key's text, as the JSON encoder writes it (codec/json.c
+ * fmt_number): the sort order and the duplicate check depend on it. */
+static size_t ch_number_text(double d, char out[40])
+{
+    if (!isfinite(d))
+        return 0;
+    if (d == floor(d) && fabs(d) <= CH_EXACT_INT)
+        return (size_t)snprintf(out, 40, "%lld", (long long)d);
+    int len = 0;
+    for (int prec = 15; prec <= 17; prec++) {
+        len = snprintf(out, 40, "%.*g", prec, d);
+        if (strtod(out, NULL) == d)
+            break;
+    }
+    return (size_t)len;
+}
+
+/* Values the canonical form leaves out (codec/json.c is_skippable). */
+static int ch_skippable(lua_State *L, int idx)
+{
+    int t = lua_type(L, idx);
+    if (t == LUA_TLIGHTUSERDATA)
+        return lua_touserdata(L, idx) != NULL;
+    return t == LUA_TFUNCTION || t == LUA_TUSERDATA || t == LUA_TTHREAD || t > LUA_TTHREAD;
+}
+
+static int ch_value(ch_walk *w, int idx, int depth);
+
+/* The string at idx, cleaned in place in table t under the key at kidx
+ * (rawset; for arrays kidx is 0 and the index is ai) when clean is set;
+ * then written. */
+static int ch_string(ch_walk *w, int idx, int t, int kidx, size_t ai, int clean)
+{
+    lua_State *L = w->L;
+    size_t n;
+    const unsigned char *s = (const unsigned char *)lua_tolstring(L, idx, &n);
+    if (clean) {
+        size_t i = sl_text_clean_prefix(s, n);
+        if (i < n) {
+            sl_text_clean_push(L, s, n, i); /* [... cleaned] */
+            if (kidx) {
+                lua_pushvalue(L, kidx);
+                lua_pushvalue(L, -2);
+                lua_rawset(L, t);
+            } else {
+                lua_pushvalue(L, -1);
+                lua_rawseti(L, t, (int)ai);
+            }
+            s = (const unsigned char *)lua_tolstring(L, -1, &n);
+            int rc = ch_tag(w, 's', n, s, n);
+            lua_pop(L, 1);
+            return rc;
+        }
+    }
+    return ch_tag(w, 's', n, s, n);
+}
+
+/* A value in table t (at depth `depth`): strings are cleaned when the
+ * table is within the cleaning depth. */
+static int ch_member(ch_walk *w, int idx, int t, int kidx, size_t ai, int depth)
+{
+    if (lua_type(w->L, idx) == LUA_TSTRING)
+        return ch_string(w, idx, t, kidx, ai, depth < SL_TEXT_CLEAN_DEPTH);
+    return ch_value(w, idx, depth + 1);
+}
+
+/* codec/json.c classify: 1 array (length *n), 0 object (*n keys), -1. */
+static int ch_classify(ch_walk *w, int idx, size_t *n)
+{
+    lua_State *L = w->L;
+    int marked = 0, ints = 1;
+    size_t count = 0;
+    double max = 0;
+
+    if (lua_getmetatable(L, idx)) {
+        sl_json_push_array_mt(L);
+        marked = lua_rawequal(L, -1, -2);
+        lua_pop(L, 2);
+    }
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        lua_pop(L, 1);
+        count++;
+        if (lua_type(L, -1) == LUA_TNUMBER) {
+            double k = lua_tonumber(L, -1);
+            if (k >= 1 && k == floor(k) && k <= CH_EXACT_INT) {
+                if (k > max)
+                    max = k;
+                continue;
+            }
+        }
+        ints = 0;
+    }
+    if (marked) {
+        if (!ints) {
+            w->err = "array has a non-integer key";
+            return -1;
+        }
+        if (max > 2.0 * (double)count + 16) {
+            w->err = "array is too sparse";
+            return -1;
+        }
+        *n = (size_t)max;
+        return 1;
+    }
+    if (count > 0 && ints && max == (double)count) {
+        *n = count;
+        return 1;
+    }
+    *n = count;
+    return 0;
+}
+
+static int ch_array(ch_walk *w, int idx, size_t n, int depth)
+{
+    lua_State *L = w->L;
+    if (ch_head(w, 'a', n))
+        return -1;
+    for (size_t i = 1; i <= n; i++) {
+        lua_rawgeti(L, idx, (int)i);
+        int rc = ch_skippable(L, -1) ? ch_put(w, "n", 1)
+                                      : ch_member(w, lua_gettop(L), idx, 0, i, depth);
+        lua_pop(L, 1);
+        if (rc)
+            return -1;
+    }
+    return ch_put(w, "e", 1);
+}
+
+/* An object key: its text and the stack slots of the key and (on the fast
+ * path) its value. A number key's text is a Lua string that something on
+ * the stack keeps alive. */
+typedef struct ch_key {
+    const char *s;
+    size_t n;
+    int k, v;
+    double num;
+    int isnum;
+} ch_key;
+
+static int ch_key_cmp(const void *a, const void *b)
+{
+    const ch_key *x = a, *y = b;
+    size_t n = x->n < y->n ? x->n : y->n;
+    int c = memcmp(x->s, y->s, n);
+    if (c)
+        return c;
+    return x->n < y->n ? -1 : x->n > y->n;
+}
+
+/* Fills k from the key at kidx; a number key's text is pushed (the caller
+ * keeps it alive). -1 with w->err for a key JSON cannot have. */
+static int ch_key_of(ch_walk *w, int kidx, ch_key *k)
+{
+    lua_State *L = w->L;
+    int t = lua_type(L, kidx);
+    k->k = kidx;
+    k->isnum = 0;
+    if (t == LUA_TSTRING) {
+        k->s = lua_tolstring(L, kidx, &k->n);
+        return 0;
+    }
+    if (t == LUA_TNUMBER) {
+        char buf[40];
+        k->num = lua_tonumber(L, kidx);
+        k->n = ch_number_text(k->num, buf);
+        if (k->n == 0) {
+            w->err = "cannot encode nan or inf";
+            return -1;
+        }
+        lua_pushlstring(L, buf, k->n);
+        k->s = lua_tostring(L, -1);
+        k->isnum = 1;
+        return 0;
+    }
+    w->err = "object key must be a string or a number";
+    return -1;
+}
+
+/* Sorts the keys and reports a duplicate (a number key and a string key
+ * with the same text). A document has a handful of keys: insertion sort
+ * beats qsort's calls through a pointer there. */
+static int ch_sorted(ch_walk *w, ch_key *keys, size_t m)
+{
+    if (m <= CH_FAST_KEYS) {
+        for (size_t i = 1; i < m; i++) {
+            ch_key k = keys[i];
+            size_t j = i;
+            while (j > 0 && ch_key_cmp(&k, &keys[j - 1]) < 0) {
+                keys[j] = keys[j - 1];
+                j--;
+            }
+            keys[j] = k;
+        }
+    } else {
+        qsort(keys, m, sizeof *keys, ch_key_cmp);
+    }
+    for (size_t i = 1; i < m; i++) {
+        if (ch_key_cmp(&keys[i - 1], &keys[i]) == 0) {
+            w->err = "duplicate key after number-to-string conversion";
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Writes one member of table t: the key k (at kidx) and the value at
+ * vidx. */
+static int ch_pair(ch_walk *w, int t, const ch_key *k, int kidx, int vidx, int depth)
+{
+    if (ch_skippable(w->L, vidx))
+        return 0;
+    return ch_tag(w, 'k', k->n, k->s, k->n) || ch_member(w, vidx, t, kidx, 0, depth);
+}
+
+static int ch_object(ch_walk *w, int idx, size_t n, int depth)
+{
+    lua_State *L = w->L;
+    int base = lua_gettop(L);
+    size_t m = 0;
+
+    if (ch_put(w, "o", 1))
+        return -1;
+    if (n <= CH_FAST_KEYS && lua_checkstack(L, 3 * (int)n + 4)) {
+        /* every key and value (and a number key's text) stays on the
+         * stack: nothing is looked up again */
+        ch_key keys[CH_FAST_KEYS];
+        lua_pushnil(L);
+        while (lua_next(L, idx)) { /* [... key value] */
+            if (m == n) {
+                w->err = "table changed while encoding";
+                goto fail;
+            }
+            keys[m].v = lua_gettop(L);
+            if (ch_key_of(w, keys[m].v - 1, &keys[m])) /* [... key value text?] */
+                goto fail;
+            lua_pushvalue(L, keys[m].v - 1); /* [... key value text? key] */
+            m++;
+        }
+        if (ch_sorted(w, keys, m))
+            goto fail;
+        for (size_t i = 0; i < m; i++)
+            if (ch_pair(w, idx, &keys[i], keys[i].k, keys[i].v, depth))
+                goto fail;
+        lua_settop(L, base);
+        return ch_put(w, "e", 1);
+    }
+    /* many keys: a string key's text stays alive in the table (cleaning
+     * replaces values only), a number key's in the anchor table; the array
+     * is a userdata so that a Lua memory error cannot leak it */
+    ch_key *keys = lua_newuserdata(L, n ? n * sizeof *keys : 1);
+    lua_newtable(L); /* [... keys anchor] */
+    int anchor = lua_gettop(L);
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        lua_pop(L, 1);
+        if (m == n) {
+            w->err = "table changed while encoding";
+            goto fail;
+        }
+        if (ch_key_of(w, lua_gettop(L), &keys[m]))
+            goto fail;
+        if (keys[m].isnum)
+            lua_rawseti(L, anchor, (int)m + 1);
+        m++;
+    }
+    if (ch_sorted(w, keys, m))
+        goto fail;
+    for (size_t i = 0; i < m; i++) {
+        if (keys[i].isnum)
+            lua_pushnumber(L, keys[i].num);
+        else
+            lua_pushlstring(L, keys[i].s, keys[i].n);
+        lua_pushvalue(L, -1);
+        lua_rawget(L, idx); /* [... keys anchor key value] */
+        int rc = ch_pair(w, idx, &keys[i], lua_gettop(L) - 1, lua_gettop(L), depth);
+        lua_pop(L, 2);
+        if (rc)
+            goto fail;
+    }
+    lua_settop(L, base);
+    return ch_put(w, "e", 1);
+fail:
+    lua_settop(L, base);
+    return -1;
+}
+
+static int ch_value(ch_walk *w, int idx, int depth)
+{
+    lua_State *L = w->L;
+    switch (lua_type(L, idx)) {
+    case LUA_TBOOLEAN:
+        return ch_put(w, lua_toboolean(L, idx) ? "t" : "f", 1);
+    case LUA_TNUMBER: {
+        double d = lua_tonumber(L, idx);
+        if (!isfinite(d)) {
+            w->err = "cannot encode nan or inf";
+            return -1;
+        }
+        if (d == 0)
+            d = 0; /* -0 is written "0" */
+        uint64_t bits;
+        memcpy(&bits, &d, 8);
+        return ch_head(w, 'd', bits);
+    }
+    case LUA_TSTRING: {
+        size_t n;
+        const char *s = lua_tolstring(L, idx, &n);
+        return ch_tag(w, 's', n, s, n);
+    }
+    case LUA_TTABLE: {
+        size_t n;
+        if (depth >= CH_MAX_DEPTH) {
+            w->err = "nesting too deep (or a reference cycle)";
+            return -1;
+        }
+        if (!lua_checkstack(L, 6)) {
+            w->err = "out of stack space";
+            return -1;
+        }
+        int kind = ch_classify(w, idx, &n);
+        if (kind < 0)
+            return -1;
+        return kind ? ch_array(w, idx, n, depth) : ch_object(w, idx, n, depth);
+    }
+    default: /* nil, json.null; what else is left out never gets here */
+        return ch_put(w, "n", 1);
+    }
+}
+
 /* crypto.content_hash(doc) -> hex | nil, err
- * Applies text.clean_tree to doc (in place: the engine indexes what it
- * hashed), then returns the 32 lowercase hex digits of the XXH3-128 of
- * json.encode_canonical(doc), most significant byte first. Cleaning first
- * keeps the hash a function of what is written, and one call does both
- * walks. err is the encoder's, as for sha256_canonical. Shares upvalue 1
- * (the encoding buffer) with sha256_canonical. */
+ * Cleans the strings of doc in place (the text.clean_tree policy) and
+ * returns the 32 lowercase hex digits of the XXH3-128 of the cleaned
+ * document's canonical form (see above), most significant byte first. err
+ * is what json.encode_canonical would say about the document. */
 static int l_content_hash(lua_State *L)
 {
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_settop(L, 1);
-    sl_text_clean_tree(L, 1);
     sl_json_buf *b = lua_touserdata(L, lua_upvalueindex(1));
-    const char *err = NULL;
+    ch_walk w = {L, b, NULL};
     b->len = 0;
-    int failed = sl_json_encode(L, 1, SL_JSON_CANONICAL, b, &err) != 0;
+    int failed = ch_value(&w, 1, 0) != 0;
     XXH128_canonical_t sum;
     if (!failed)
-        XXH128_canonicalFromHash(&sum, XXH3_128bits(b->ptr ? b->ptr : "", b->len));
+        XXH128_canonicalFromHash(&sum, XXH3_128bits(b->ptr, b->len));
     b->len = 0;
     if (b->cap > SL_CRYPTO_BUF_KEEP)
         sl_json_buf_free(b);
     if (failed) {
         lua_pushnil(L);
-        lua_pushstring(L, err);
+        lua_pushstring(L, w.err);
         return 2;
     }
     char hex[2 * sizeof sum.digest];

@@ -135,7 +135,7 @@ static int l_clean(lua_State *L)
 /* Tables nested deeper than this are left as they are: it bounds the C
  * recursion and stops at a reference cycle (the engine's Lua walk that
  * this replaces had the same bound). */
-#define SL_CLEAN_TREE_DEPTH 32
+#define SL_CLEAN_TREE_DEPTH SL_TEXT_CLEAN_DEPTH
 
 /* Cleans the string values of the table at idx, recursively; returns how
  * many strings changed. */
@@ -169,6 +169,16 @@ static long clean_tree(lua_State *L, int idx, int depth)
 long sl_text_clean_tree(lua_State *L, int idx)
 {
     return clean_tree(L, idx, 0);
+}
+
+size_t sl_text_clean_prefix(const unsigned char *s, size_t n)
+{
+    return clean_prefix(s, n);
+}
+
+void sl_text_clean_push(lua_State *L, const unsigned char *s, size_t n, size_t i)
+{
+    clean_push(L, s, n, i);
 }
 
 /* text.clean_tree(t) -> nchanged
