@@ -280,6 +280,15 @@ static sl_extract_fn extractor_for(sl_extract_kind k)
     }
 }
 
+/* A trailing line or block break is layout, not text. */
+static void trim_tail(sl_extract_result *out)
+{
+    while (out->len && (out->text[out->len - 1] == '\n' || out->text[out->len - 1] == ' ')) {
+        out->text[--out->len] = '\0';
+        out->nchars--;
+    }
+}
+
 int sl_extract_buffer(const char *buf, size_t len, const char *name,
                       sl_extract_kind forced, const sl_extract_limits *lim,
                       sl_extract_result *out)
@@ -325,11 +334,7 @@ int sl_extract_buffer(const char *buf, size_t len, const char *name,
     out->lim = lim;
     int rc = fn(buf, len, lim, out);
     out->lim = saved;
-    /* a trailing line or block break is layout, not text */
-    while (out->len && (out->text[out->len - 1] == '\n' || out->text[out->len - 1] == ' ')) {
-        out->text[--out->len] = '\0';
-        out->nchars--;
-    }
+    trim_tail(out);
     return rc;
 }
 
@@ -520,12 +525,97 @@ static char *read_path(const char *path, size_t max, size_t *len,
     return buf;
 }
 
+/* Reads up to n bytes (fewer only at the end of the file); -1 on error. */
+static ssize_t read_full(int fd, char *buf, size_t n)
+{
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = read(fd, buf + got, n - got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return -1;
+        if (r == 0)
+            break;
+        got += (size_t)r;
+    }
+    return (ssize_t)got;
+}
+
+/* An HTML file is parsed as it is read, so a big page costs its text, not
+ * its bytes too. Returns 1 when j's file was HTML and j->rc is set, 0 when
+ * it is anything else (or cannot be opened): read_path then takes it, and
+ * reports the errors. Detection reads only a document's first few KB, so
+ * the head decides exactly as the whole file would. */
+static int stream_html_path(job *j)
+{
+    if (j->forced != SL_KIND_UNKNOWN && j->forced != SL_KIND_HTML)
+        return 0;
+    int fd = open(j->path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    struct stat st;
+    enum { STEP = 256 << 10 };
+    char *buf = NULL;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
+        (j->lim.max_input && (size_t)st.st_size > j->lim.max_input) ||
+        !(buf = malloc(STEP))) {
+        close(fd);
+        return 0;
+    }
+    ssize_t n = read_full(fd, buf, SL_EXTRACT_HTML_HEAD);
+    char mime[sizeof j->res.mime];
+    sl_extract_kind k = n < 0 ? SL_KIND_UNKNOWN
+                              : sl_extract_detect(buf, (size_t)n, j->name[0] ? j->name : NULL,
+                                                  mime, sizeof mime);
+    if (k != SL_KIND_HTML && !(j->forced == SL_KIND_HTML && k != SL_KIND_GZIP && n >= 0)) {
+        free(buf);
+        close(fd);
+        return 0;
+    }
+    sl_extract_result *out = &j->res;
+    if (sl_extract_expired(&j->lim)) {
+        free(buf);
+        close(fd);
+        j->rc = sl_extract_error(out, "timeout");
+        return 1;
+    }
+    /* the detected type even when opts.type forced HTML, as for bytes */
+    snprintf(out->mime, sizeof out->mime, "%s", mime);
+    size_t total = (size_t)n;
+    sl_html_stream *hs = sl_extract_html_begin(buf, (size_t)n, NULL, &j->lim, out);
+    int stopped = hs ? sl_extract_html_feed(hs, buf, (size_t)n) : 1;
+    while (hs && !stopped && n > 0) {
+        n = read_full(fd, buf, STEP);
+        if (n < 0) {
+            sl_extract_error(out, "read error");
+            break;
+        }
+        total += (size_t)n;
+        if (j->lim.max_input && total > j->lim.max_input) { /* grew while we read */
+            sl_extract_error(out, "too large");
+            break;
+        }
+        stopped = sl_extract_html_feed(hs, buf, (size_t)n);
+    }
+    int rc = hs ? sl_extract_html_end(hs) : SL_EXTRACT_ERR;
+    if (out->err[0])
+        rc = SL_EXTRACT_ERR;
+    trim_tail(out);
+    free(buf);
+    close(fd);
+    j->rc = rc;
+    return 1;
+}
+
 static void job_run(job *j)
 {
     /* the deadline counts from when the work starts, not from when it
      * was queued behind other documents */
     j->lim.deadline = j->timeout > 0 ? sl_extract_now() + j->timeout : 0;
     sl_extract_result_init(&j->res, &j->lim);
+    if (j->path && stream_html_path(j))
+        return;
     if (j->path) {
         j->owned = read_path(j->path, j->lim.max_input, &j->src_len, &j->res);
         if (!j->owned) {

@@ -170,6 +170,19 @@ int sl_extract_html(const char *buf, size_t len, const sl_extract_limits *lim,
  * HTTP header); NULL means "from the document, else detect". */
 int sl_extract_html_cs(const char *buf, size_t len, const char *charset,
                        const sl_extract_limits *lim, sl_extract_result *out);
+/* HTML in pieces, for a document read from a file or a socket: begin with
+ * (at least) its first SL_EXTRACT_HTML_HEAD bytes, which decide the charset
+ * exactly as sl_extract_html_cs would, then feed every byte from the start,
+ * head included, and end. feed returns nonzero once the parse has stopped
+ * (text full, timeout, no memory): the rest need not be read. end frees the
+ * stream and returns SL_EXTRACT_OK or _ERR. begin is NULL (err set) when
+ * out of memory. */
+#define SL_EXTRACT_HTML_HEAD 65536
+typedef struct sl_html_stream sl_html_stream;
+sl_html_stream *sl_extract_html_begin(const char *head, size_t len, const char *charset,
+                                      const sl_extract_limits *lim, sl_extract_result *out);
+int sl_extract_html_feed(sl_html_stream *st, const char *buf, size_t len);
+int sl_extract_html_end(sl_html_stream *st);
 int sl_extract_xml(const char *buf, size_t len, const sl_extract_limits *lim,
                    sl_extract_result *out);
 int sl_extract_json(const char *buf, size_t len, const sl_extract_limits *lim,

@@ -314,10 +314,16 @@ static void forget_lookup(htmlParserCtxtPtr ctxt)
         ctxt->checkIndex = 0;
 }
 
-/* Streams buf through libxml2's HTML push parser; enc (may be NULL: from
- * the document) overrides any <meta> charset, as a transport's would. */
-static int parse(const char *buf, size_t len, const char *enc,
-                 const sl_extract_limits *lim, sl_extract_result *out)
+struct sl_html_stream {
+    html_sax h;
+    size_t skip;  /* BOM bytes still to drop from the front */
+    int stopped;  /* full text, timeout or no memory: no more input */
+};
+
+/* Starts a parse; enc (may be NULL: from the document) overrides any
+ * <meta> charset, as a transport's would. NULL (err set) without memory. */
+static sl_html_stream *stream_new(const char *enc, size_t skip, const sl_extract_limits *lim,
+                                  sl_extract_result *out)
 {
     htmlSAXHandler sax;
     memset(&sax, 0, sizeof sax);
@@ -325,16 +331,21 @@ static int parse(const char *buf, size_t len, const char *enc,
     sax.endElement = on_end;
     sax.characters = on_text;
     sax.cdataBlock = on_text; /* script and style bodies: hidden anyway */
-    html_sax *h = calloc(1, sizeof *h);
-    if (!h)
-        return sl_extract_error(out, "out of memory");
+    sl_html_stream *st = calloc(1, sizeof *st);
+    if (!st) {
+        sl_extract_error(out, "out of memory");
+        return NULL;
+    }
+    html_sax *h = &st->h;
+    st->skip = skip;
     h->out = out;
     h->lim = lim;
     htmlParserCtxtPtr ctxt =
         htmlCreatePushParserCtxt(&sax, h, NULL, 0, NULL, XML_CHAR_ENCODING_NONE);
     if (!ctxt) {
-        free(h);
-        return sl_extract_error(out, "out of memory");
+        free(st);
+        sl_extract_error(out, "out of memory");
+        return NULL;
     }
     h->ctxt = ctxt;
     htmlCtxtUseOptions(ctxt, HTML_PARSE_RECOVER | HTML_PARSE_NONET |
@@ -348,32 +359,47 @@ static int parse(const char *buf, size_t len, const char *enc,
             ctxt->input->encoding = xmlStrdup((const xmlChar *)enc);
         }
     }
-    size_t off = 0;
-    int finished = 1;
-    while (off < len) {
-        size_t n = len - off < CHUNK ? len - off : CHUNK;
-        htmlParseChunk(ctxt, buf + off, (int)n, 0);
-        off += n;
+    return st;
+}
+
+int sl_extract_html_feed(sl_html_stream *st, const char *buf, size_t len)
+{
+    if (st->skip) {
+        size_t n = st->skip < len ? st->skip : len;
+        st->skip -= n;
+        buf += n;
+        len -= n;
+    }
+    htmlParserCtxtPtr ctxt = st->h.ctxt;
+    while (len > 0 && !st->stopped) {
+        size_t n = len < CHUNK ? len : CHUNK;
+        htmlParseChunk(ctxt, buf, (int)n, 0);
+        buf += n;
+        len -= n;
         forget_lookup(ctxt);
-        if (h->failed || ctxt->instate == XML_PARSER_EOF) {
-            finished = 0; /* stopped: a full text, a timeout or no memory */
-            break;
-        }
-        if (sl_extract_expired(lim)) {
-            sl_extract_error(out, "timeout");
-            finished = 0;
-            break;
+        if (st->h.failed || ctxt->instate == XML_PARSER_EOF)
+            st->stopped = 1;
+        else if (sl_extract_expired(st->h.lim)) {
+            sl_extract_error(st->h.out, "timeout");
+            st->stopped = 1;
         }
     }
-    if (finished)
+    return st->stopped;
+}
+
+int sl_extract_html_end(sl_html_stream *st)
+{
+    htmlParserCtxtPtr ctxt = st->h.ctxt;
+    sl_extract_result *out = st->h.out;
+    if (!st->stopped)
         htmlParseChunk(ctxt, NULL, 0, 1); /* closes what is still open */
     if (!out->err[0] && ctxt->errNo == XML_ERR_NO_MEMORY)
         sl_extract_error(out, "out of memory");
     if (ctxt->myDoc)
         xmlFreeDoc(ctxt->myDoc);
     htmlFreeParserCtxt(ctxt);
-    free(h->modes);
-    free(h);
+    free(st->h.modes);
+    free(st);
     return out->err[0] ? SL_EXTRACT_ERR : SL_EXTRACT_OK;
 }
 
@@ -396,8 +422,8 @@ static size_t bom(const char *buf, size_t len, const char **enc)
     return 0;
 }
 
-int sl_extract_html_cs(const char *buf, size_t len, const char *charset,
-                       const sl_extract_limits *lim, sl_extract_result *out)
+sl_html_stream *sl_extract_html_begin(const char *head, size_t len, const char *charset,
+                                      const sl_extract_limits *lim, sl_extract_result *out)
 {
     char guess[64] = "";
     const char *enc = charset && *charset ? charset : NULL;
@@ -405,17 +431,15 @@ int sl_extract_html_cs(const char *buf, size_t len, const char *charset,
     /* the push parser does not look for a BOM; a BOM outranks a declared
      * charset, as in browsers */
     const char *bom_enc;
-    size_t skip = bom(buf, len, &bom_enc);
+    size_t skip = bom(head, len, &bom_enc);
     if (skip) {
         enc = bom_enc;
-        buf += skip;
-        len -= skip;
-    } else if (!enc && !declares_charset(buf, len)) {
-        if (valid_utf8_prefix(buf, len)) {
+    } else if (!enc && !declares_charset(head, len)) {
+        if (valid_utf8_prefix(head, len)) {
             enc = "UTF-8";
         } else {
             uchardet_t ud = uchardet_new();
-            if (ud && uchardet_handle_data(ud, buf, len < 65536 ? len : 65536) == 0) {
+            if (ud && uchardet_handle_data(ud, head, len < 65536 ? len : 65536) == 0) {
                 uchardet_data_end(ud);
                 const char *c = uchardet_get_charset(ud);
                 if (c && *c && strcasecmp(c, "ASCII") != 0)
@@ -426,7 +450,18 @@ int sl_extract_html_cs(const char *buf, size_t len, const char *charset,
             enc = guess[0] ? guess : "WINDOWS-1252";
         }
     }
-    return parse(buf, len, enc, lim, out);
+    return stream_new(enc, skip, lim, out);
+}
+
+int sl_extract_html_cs(const char *buf, size_t len, const char *charset,
+                       const sl_extract_limits *lim, sl_extract_result *out)
+{
+    sl_html_stream *st = sl_extract_html_begin(buf, len < SL_EXTRACT_HTML_HEAD ? len : SL_EXTRACT_HTML_HEAD,
+                                               charset, lim, out);
+    if (!st)
+        return SL_EXTRACT_ERR;
+    sl_extract_html_feed(st, buf, len);
+    return sl_extract_html_end(st);
 }
 
 int sl_extract_html(const char *buf, size_t len, const sl_extract_limits *lim,
