@@ -9,6 +9,7 @@ local fs = require("sluice.fs")
 local text = require("sluice.text")
 local crypto = require("sluice.crypto")
 local extract = require("sluice.extract")
+local content = require("sluice.content")
 
 -- Seconds one file may take to extract (a PDF worker is killed after it).
 local EXTRACT_TIMEOUT = 30
@@ -119,24 +120,7 @@ local function read_content(path, max)
     -- even when a stray NUL makes it look binary to the detector
     type = (is_text(mime) and not EXTRACTED_TEXT[mime]) and "text" or nil,
   })
-  local info = res or partial or {}
-  fields.content_title = info.title
-  fields.author = info.author
-  fields.content_created = info.created
-  fields.content_modified = info.modified
-  fields.pages = info.pages
-  if info.no_text then fields.no_text = true end
-  if info.truncated then fields.truncated = true end
-  if res then
-    fields.body = res.text
-  elseif err == "encrypted" then
-    -- the file exists and is findable by its metadata; its text is not ours
-    fields.encrypted = true
-    fields.content_error = err
-  elseif not err:match("^unsupported") then
-    return nil, "extract: " .. err
-  end
-  return fields
+  return content.fields(res, err, partial, fields)
 end
 
 return sluice.connector {
