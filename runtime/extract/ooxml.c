@@ -619,30 +619,46 @@ typedef struct {
     int in_v, in_is, row_cells;
 } ox_sheet;
 
+/* Sheet XML is most of an XLSX and its elements are nearly all c, v and row:
+ * handlers switch on the first letter before any string compare. */
 static void ox_sheet_start(void *ud, const char *name, const char **atts)
 {
+    (void)atts;
     ox_sheet *sh = ud;
     const char *local;
     if (sl_xml_ns(ud, name, &local) != SL_NS_S)
         return;
-    if (strcmp(local, "c") == 0) {
-        const char *t = sl_xml_attr(ud, atts, SL_NS_OTHER, "t");
-        size_t tl = t ? strlen(t) : 0;
-        if (tl >= sizeof sh->type)
-            tl = sizeof sh->type - 1;
-        memcpy(sh->type, t ? t : "", tl); /* no type: a number */
-        sh->type[tl] = '\0';
-        sh->vlen = 0;
-    } else if (strcmp(local, "v") == 0) {
-        sh->in_v = 1;
-    } else if (strcmp(local, "is") == 0) {
-        sh->in_is = 1;
-    } else if (strcmp(local, "t") == 0 && sh->in_is) {
-        sh->in_v = 1;
-    } else if (strcmp(local, "rPh") == 0 && sh->in_is) {
-        sh->in_is = 2; /* phonetic run inside an inline string */
-    } else if (strcmp(local, "row") == 0) {
-        sh->row_cells = 0;
+    switch (local[0]) {
+    case 'c':
+        if (local[1] == '\0') {
+            size_t tl;
+            const char *t = sl_xml_attr_span(ud, SL_NS_OTHER, "t", &tl);
+            if (tl >= sizeof sh->type)
+                tl = sizeof sh->type - 1;
+            if (t)
+                memcpy(sh->type, t, tl);
+            sh->type[tl] = '\0'; /* no type: a number */
+            sh->vlen = 0;
+        }
+        break;
+    case 'v':
+        if (local[1] == '\0')
+            sh->in_v = 1;
+        break;
+    case 'i':
+        if (strcmp(local, "is") == 0)
+            sh->in_is = 1;
+        break;
+    case 't':
+        if (local[1] == '\0' && sh->in_is)
+            sh->in_v = 1;
+        break;
+    case 'r':
+        if (strcmp(local, "row") == 0)
+            sh->row_cells = 0;
+        else if (strcmp(local, "rPh") == 0 && sh->in_is)
+            sh->in_is = 2; /* phonetic run inside an inline string */
+        break;
     }
 }
 
@@ -655,38 +671,56 @@ static void ox_sheet_emit(ox_sheet *sh, const char *s, size_t n)
         sl_xml_stop(&sh->base, SL_ZIP_STOPPED);
 }
 
+static void ox_sheet_cell_end(ox_sheet *sh)
+{
+    if (sh->type[0] == 's' && sh->type[1] == '\0') {
+        char *end;
+        const char *v = sh->vlen ? sh->val : "";
+        unsigned long i = strtoul(v, &end, 10);
+        if (sh->vlen && end != v && i < sh->sst->n) {
+            const char *s = sh->sst->chars + sh->sst->offs[i];
+            ox_sheet_emit(sh, s, strlen(s));
+        }
+    } else if (sh->type[0] == 'b' && sh->type[1] == '\0') {
+        if (sh->vlen)
+            ox_sheet_emit(sh, sh->val[0] == '1' ? "TRUE" : "FALSE", sh->val[0] == '1' ? 4 : 5);
+    } else {
+        ox_sheet_emit(sh, sh->val, sh->vlen);
+    }
+    sh->vlen = 0;
+}
+
 static void ox_sheet_end(void *ud, const char *name)
 {
     ox_sheet *sh = ud;
     const char *local;
     if (sl_xml_ns(ud, name, &local) != SL_NS_S)
         return;
-    if (strcmp(local, "v") == 0 || (strcmp(local, "t") == 0 && sh->in_is)) {
-        sh->in_v = 0;
-    } else if (strcmp(local, "rPh") == 0 && sh->in_is == 2) {
-        sh->in_is = 1;
-    } else if (strcmp(local, "is") == 0) {
-        sh->in_is = 0;
-    } else if (strcmp(local, "c") == 0) {
-        if (strcmp(sh->type, "s") == 0) {
-            char *end;
-            const char *v = sh->vlen ? sh->val : "";
-            unsigned long i = strtoul(v, &end, 10);
-            if (sh->vlen && end != v && i < sh->sst->n) {
-                const char *s = sh->sst->chars + sh->sst->offs[i];
-                ox_sheet_emit(sh, s, strlen(s));
-            }
-        } else if (strcmp(sh->type, "b") == 0) {
-            if (sh->vlen)
-                ox_sheet_emit(sh, sh->val[0] == '1' ? "TRUE" : "FALSE",
-                              sh->val[0] == '1' ? 4 : 5);
-        } else {
-            ox_sheet_emit(sh, sh->val, sh->vlen);
+    switch (local[0]) {
+    case 'v':
+        if (local[1] == '\0')
+            sh->in_v = 0;
+        break;
+    case 't':
+        if (local[1] == '\0' && sh->in_is)
+            sh->in_v = 0;
+        break;
+    case 'c':
+        if (local[1] == '\0')
+            ox_sheet_cell_end(sh);
+        break;
+    case 'i':
+        if (strcmp(local, "is") == 0)
+            sh->in_is = 0;
+        break;
+    case 'r':
+        if (strcmp(local, "rPh") == 0 && sh->in_is == 2) {
+            sh->in_is = 1;
+        } else if (strcmp(local, "row") == 0) {
+            if (sh->row_cells && sl_extract_newline(sh->out))
+                sl_xml_stop(&sh->base, SL_ZIP_STOPPED);
         }
-        sh->vlen = 0;
-    } else if (strcmp(local, "row") == 0) {
-        if (sh->row_cells && sl_extract_newline(sh->out))
-            sl_xml_stop(&sh->base, SL_ZIP_STOPPED);
+        break;
     }
 }
 

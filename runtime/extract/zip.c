@@ -489,6 +489,20 @@ static int sl_xml_values(sl_xml_base *b)
     return 0;
 }
 
+const char *sl_xml_attr_span(const void *ctx, int ns, const char *local, size_t *len)
+{
+    sl_xml_base *b = (sl_xml_base *)ctx;
+    for (int i = 0; i < b->natts; i++) {
+        const char **a = b->atts + i * 5;
+        if (strcmp(a[0], local) != 0 || sl_xml_uri(b, (const xmlChar *)a[2]) != ns)
+            continue;
+        *len = (size_t)(a[4] - a[3]);
+        return a[3];
+    }
+    *len = 0;
+    return NULL;
+}
+
 const char *sl_xml_attr(const void *ctx, const char **atts, int ns, const char *local)
 {
     (void)atts;

@@ -133,6 +133,9 @@ int sl_xml_ns(const void *ctx, const char *name, const char **local);
 /* The value of attribute (ns, local) in a handler's atts array, or NULL.
  * Unprefixed attributes are in no namespace (SL_NS_OTHER), as XML says. */
 const char *sl_xml_attr(const void *ctx, const char **atts, int ns, const char *local);
+/* The same value in place, not NUL-terminated, *len bytes long: valid only
+ * inside the handler, and with no copy, for attributes read on every element. */
+const char *sl_xml_attr_span(const void *ctx, int ns, const char *local, size_t *len);
 
 /* ---- glue to the extraction result (extract.h) -------------------------- */
 
