@@ -17,9 +17,9 @@
 --
 -- The per-document path is the hot loop of every sync (bench/engine.lua
 -- measures it): one C call cleans the document's text and takes its content
--- hash straight from the table (crypto.content_hash: text.clean_tree, then
--- XXH3-128 of the canonical JSON), and an unchanged document costs one
--- state statement. Hashing the cleaned document is as good for change
+-- hash straight from the table (crypto.content_hash: the text.clean_tree
+-- policy and XXH3-128 of its canonical form, in one walk), and an unchanged
+-- document costs one state statement. Hashing the cleaned document is as good for change
 -- detection as hashing the raw one (cleaning is deterministic), and it is
 -- what gets written.
 -- @module sluice.engine
@@ -233,9 +233,11 @@ function M.sync(cfg, conn, opts)
       local ok, fields, ferr = pcall(lazy, doc)
       if not ok then return doc_error(id, fields) end
       if fields == nil then return doc_error(id, ferr or "content unavailable") end
-      -- the rest of the document was cleaned with the hash
-      if type(fields) == "table" then clean_tree(fields) end
       for k, v in pairs(fields) do doc[k] = v end
+      -- Cleaned with the hash, except what the fetch brought (or changed:
+      -- it gets the document); documents with lazy content are the ones
+      -- that read files or download, so a second walk costs little there.
+      clean_tree(doc)
     end
     if type(doc.body) == "string" then c.bytes = c.bytes + #doc.body end
     local ok, perr = pcall(sink.put, sink, doc, hash)

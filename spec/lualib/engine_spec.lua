@@ -104,6 +104,14 @@ describe("sync engine", function()
     assert.are.equal("ab\\x01c\239\191\189d", get("hygiene").hits[1].doc.body)
   end)
 
+  it("cleans lazy content fetched after the hash, like the rest", function()
+    set_plan({ docs = { { _id = "t", title = "lazy\1 hygiene", lazy_body = "x\0y\2z\254" } } })
+    assert.are.equal(0, (sync()))
+    local doc = get("hygiene").hits[1].doc
+    assert.are.equal("xy\\x02z\239\191\189", doc.body)
+    assert.are.equal("lazy\\x01 hygiene", doc.title)
+  end)
+
   it("rewrites everything when the index was removed but the state survived", function()
     set_plan({ docs = { { _id = "a", title = "alpha" } } })
     sync()
