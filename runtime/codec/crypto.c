@@ -536,6 +536,70 @@ fail:
     return -1;
 }
 
+/* A table without a metatable and with at most CH_FAST_KEYS entries (a
+ * document and most things in it), in one pass: the entries stay on the
+ * stack while the pass decides between array and object as ch_classify
+ * does, so the table is neither walked twice nor looked up again. Returns
+ * 1, having written nothing, for a table that does not qualify. */
+static int ch_table_fast(ch_walk *w, int idx, int depth)
+{
+    lua_State *L = w->L;
+    int base = lua_gettop(L), ints = 1, rc;
+    ch_key keys[CH_FAST_KEYS];
+    size_t m = 0;
+    double max = 0;
+
+    if (lua_getmetatable(L, idx)) {
+        lua_pop(L, 1);
+        return 1;
+    }
+    if (!lua_checkstack(L, 3 * CH_FAST_KEYS + 6))
+        return 1;
+    lua_pushnil(L);
+    while (lua_next(L, idx)) { /* [... key value] */
+        if (m == CH_FAST_KEYS) {
+            lua_settop(L, base);
+            return 1;
+        }
+        keys[m].v = lua_gettop(L);
+        keys[m].k = keys[m].v - 1;
+        if (ints) {
+            double k = lua_type(L, -2) == LUA_TNUMBER ? lua_tonumber(L, -2) : 0;
+            if (k >= 1 && k == floor(k) && k <= CH_EXACT_INT) {
+                keys[m].num = k;
+                if (k > max)
+                    max = k;
+            } else {
+                ints = 0;
+            }
+        }
+        m++;
+        lua_pushvalue(L, -2); /* [... key value key] */
+    }
+    if (m > 0 && ints && max == (double)m) {
+        /* m distinct keys from 1 to m: an array */
+        int slot[CH_FAST_KEYS];
+        for (size_t i = 0; i < m; i++)
+            slot[(size_t)keys[i].num - 1] = keys[i].v;
+        rc = ch_head(w, 'a', m);
+        for (size_t i = 0; i < m && !rc; i++)
+            rc = ch_skippable(L, slot[i]) ? ch_put(w, "n", 1)
+                                          : ch_member(w, slot[i], idx, 0, i + 1, depth);
+        rc = rc || ch_put(w, "e", 1);
+    } else {
+        /* number keys' texts go above the entries (room was checked) */
+        rc = ch_put(w, "o", 1);
+        for (size_t i = 0; i < m && !rc; i++)
+            rc = ch_key_of(w, keys[i].k, &keys[i]);
+        rc = rc || ch_sorted(w, keys, m);
+        for (size_t i = 0; i < m && !rc; i++)
+            rc = ch_pair(w, idx, &keys[i], keys[i].k, keys[i].v, depth);
+        rc = rc || ch_put(w, "e", 1);
+    }
+    lua_settop(L, base);
+    return rc ? -1 : 0;
+}
+
 static int ch_value(ch_walk *w, int idx, int depth)
 {
     lua_State *L = w->L;
@@ -569,6 +633,9 @@ static int ch_value(ch_walk *w, int idx, int depth)
             w->err = "out of stack space";
             return -1;
         }
+        int rc = ch_table_fast(w, idx, depth);
+        if (rc != 1)
+            return rc;
         int kind = ch_classify(w, idx, &n);
         if (kind < 0)
             return -1;

@@ -43,6 +43,13 @@ describe("crypto.content_hash", function()
     assert.are.equal(hash({ x = 0 }), hash({ x = -0.0 }))
     assert.are.equal(hash({ [2] = "b", [1] = "a" }), hash({ "a", "b" }))
     assert.are.equal(hash({ "a", "b" }), hash(json.array({ "a", "b" })))
+    -- keys that are not exactly 1..n make an object, whose number keys are their text
+    assert.are.equal(hash({ ["1"] = "a", ["2"] = "b", ["4"] = "d" }), hash({ "a", "b", nil, "d" }))
+    assert.are.equal(hash({ ["0"] = "z", ["1"] = "a" }), hash({ [0] = "z", "a" }))
+    local long, marked = {}, json.array({})
+    for k = 1, 40 do long[k] = "v" .. k; marked[k] = "v" .. k end
+    assert.are.equal(hash(long), hash(marked))
+    assert.are_not.equal(hash(long), hash({ unpack(long, 1, 39) }))
     assert.matches("^%x+$", a)
     assert.are.equal(32, #a)
   end)
