@@ -255,13 +255,21 @@ static int sl_xml_uri(sl_xml_base *b, const xmlChar *uri)
 {
     if (!uri)
         return SL_NS_OTHER;
+    /* nearly every element is in the same namespace as the one before */
+    if (uri == b->uri_last)
+        return b->uri_last_id;
+    int id = -1;
     for (int i = 0; i < 4; i++)
         if (b->uri_seen[i] == uri)
-            return b->uri_id[i];
-    int id = sl_xml_ns_id((const char *)uri);
-    unsigned k = b->uri_next++ % 4;
-    b->uri_seen[k] = uri;
-    b->uri_id[k] = id;
+            id = b->uri_id[i];
+    if (id < 0) {
+        id = sl_xml_ns_id((const char *)uri);
+        unsigned k = b->uri_next++ % 4;
+        b->uri_seen[k] = uri;
+        b->uri_id[k] = id;
+    }
+    b->uri_last = uri;
+    b->uri_last_id = id;
     return id;
 }
 

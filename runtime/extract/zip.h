@@ -94,6 +94,8 @@ typedef struct {
     const void *uri_seen[4];/* interned namespace URIs met last, and their ids */
     int uri_id[4];
     unsigned uri_next;
+    const void *uri_last;   /* the one asked for last, checked first */
+    int uri_last_id;
     const char **atts;      /* libxml2's 5-tuples of the current start tag */
     int natts;
     const char **vals;      /* their values, NUL-terminated, once asked for */
