@@ -152,6 +152,20 @@ describe("hostile office files", function()
     fails("laughs.docx", "xml entity declarations refused")
   end)
 
+  it("a parse refused or stopped midway leaves nothing behind for the next document", function()
+    -- XML parser contexts are reused per thread after a clean parse: a
+    -- refused DOCTYPE, an inflation cap hit mid-part, a corrupt archive must
+    -- never leak state (names, an open element, a stop flag) into the next.
+    local want = {}
+    for _, n in ipairs({ "sample.docx", "sample.xlsx", "sample.pptx" }) do want[n] = assert(fx(n)) end
+    for _ = 1, 12 do
+      fails("laughs.docx", "xml entity declarations refused")
+      fails("bomb.docx", "inflated size over limit", { max_entry_inflated = 64 * 1024 })
+      fails("truncated.docx", "corrupt zip")
+      for n, w in pairs(want) do assert.are.same(w, assert(fx(n)), n) end
+    end
+  end)
+
   it("an encrypted ODF package gives metadata and 'encrypted'", function()
     local p = fails("encrypted.odt", "encrypted")
     assert.are.same(with(ODF_META, { encrypted = true, title = "Secret",
