@@ -267,27 +267,24 @@ function commands.sync(args)
   -- Two syncs on one state database each take the other's freshly written
   -- documents for stale ones and delete them: one sync per data_dir at a
   -- time. (An NDJSON export reads the state but never writes it.)
+  local engine = require("sluice.engine")
   local lock
   if not opts.ndjson then
-    local fs = require("sluice.fs")
-    if fs.mkdir_p(cfg.data_dir) then
-      local lerr, lcode
-      lock, lerr, lcode = fs.lock(cfg.data_dir .. "/sync.lock")
-      if not lock and lcode == "EAGAIN" then
-        err("sluice: another sync is running on " .. cfg.data_dir .. ": nothing was synced\n")
-        return M.EXIT.failed
-      end
-      -- any other failure: the engine reports the unusable data_dir
+    local lerr, lcode
+    lock, lerr, lcode = engine.lock(cfg.data_dir)
+    if not lock and lcode == "EAGAIN" then
+      err("sluice: " .. lerr .. "\n")
+      return M.EXIT.failed
     end
+    -- any other failure: the engine reports the unusable data_dir
   end
-  local engine = require("sluice.engine")
   local json = require("sluice.json")
   local worst = M.EXIT.ok
   local summaries = {}
   for _, conn in ipairs(list) do
     local progress = not opts["no-progress"] and not opts.json and sys.isatty(2)
     local r = engine.sync(cfg, conn, { full = opts.full, incremental = opts.incremental,
-      ndjson = opts.ndjson, progress = progress })
+      ndjson = opts.ndjson, progress = progress, locked = lock ~= nil })
     local c = r.counters
     if opts.json then
       summaries[#summaries + 1] = {

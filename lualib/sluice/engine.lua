@@ -96,11 +96,31 @@ local function progress_task(c, started)
   end)
 end
 
+--- Takes the data directory's sync lock: two syncs on one state database
+-- each take the other's freshly written documents for stale ones and
+-- delete them, so one sync per data_dir at a time. The kernel drops the
+-- lock when the process dies, kill -9 included.
+-- @return lock (lock:unlock()) | nil, message, code ("EAGAIN": another
+--   sync holds it)
+function M.lock(data_dir)
+  local fs = require("sluice.fs")
+  local ok, err = fs.mkdir_p(data_dir)
+  if not ok then return nil, "cannot create data_dir " .. data_dir .. ": " .. tostring(err) end
+  local lock, lerr, code = fs.lock(data_dir .. "/sync.lock")
+  if not lock then
+    if code == "EAGAIN" then return nil, "another sync is running on " .. data_dir .. ": nothing was synced", code end
+    return nil, "cannot lock " .. data_dir .. "/sync.lock: " .. tostring(lerr), code
+  end
+  return lock
+end
+
 --- Runs a full (or incremental) sync of one connector entry.
 -- @param cfg the loaded configuration
 -- @param conn a connector entry from cfg.connectors
 -- @param opts { full = bool (rewrite everything), incremental = bool,
---   ndjson = path, progress = bool }
+--   ndjson = path, progress = bool, locked = bool (the caller holds
+--   M.lock(cfg.data_dir); otherwise the sync takes it, except for an NDJSON
+--   export, which writes neither the index nor its state) }
 -- @return result { status, counters, errors = {{id, reason}}, message, seconds, job }
 function M.sync(cfg, conn, opts)
   opts = opts or {}
@@ -117,10 +137,18 @@ function M.sync(cfg, conn, opts)
     return result
   end
 
+  local lock
+  if not opts.locked and not opts.ndjson then
+    local lerr
+    lock, lerr = M.lock(cfg.data_dir)
+    if not lock then result.message = lerr; return result end
+  end
+  local function unlock() if lock then lock:unlock() end end
+
   local state, serr = state_mod.open(cfg.data_dir)
-  if not state then result.message = serr; return result end
+  if not state then unlock(); result.message = serr; return result end
   local sink, kerr = sink_mod.open(cfg, conn, opts)
-  if not sink then state:close(); result.message = kerr; return result end
+  if not sink then state:close(); unlock(); result.message = kerr; return result end
 
   local key = conn.id
   if opts.ndjson then
@@ -317,6 +345,13 @@ function M.sync(cfg, conn, opts)
       while true do
         local ids = state:stale(key, job, M.BATCH, after)
         if #ids == 0 then break end
+        -- Before the index loses them, the state forgets their hashes (and
+        -- commits): if the deletes then fail half-way, a document the
+        -- source brings back is rewritten, not skipped as "unchanged" while
+        -- the index no longer has it.
+        for _, id in ipairs(ids) do state:clear_hash(key, id) end
+        state:commit()
+        state:begin()
         for _, id in ipairs(ids) do
           if sink:delete(id) ~= false then c.deleted = c.deleted + 1 end
           state:forget(key, id)
@@ -333,7 +368,12 @@ function M.sync(cfg, conn, opts)
     state:rollback()
     result.status = "failed"
     result.message = tostring(err)
-    clog.error("sync failed: nothing was deleted", { error = result.message })
+    if c.deleted > 0 then
+      clog.error("sync failed while deleting documents the source no longer has: some may be gone from the index",
+        { error = result.message, deletes_sent = c.deleted })
+    else
+      clog.error("sync failed: nothing was deleted", { error = result.message })
+    end
   else
     state:commit()
     if c.errors > 0 or #incomplete > 0 then
@@ -351,6 +391,7 @@ function M.sync(cfg, conn, opts)
   pcall(sink.close, sink)
   state:end_job(job, result.status, c, result.message)
   state:close()
+  unlock()
   result.seconds = task.now() - started
   return result
 end

@@ -178,6 +178,13 @@ function State:stale(connector, job, limit, after)
   return ids
 end
 
+--- Empties the stored hash of `id` (its job stays): the next sync that
+-- lists it writes it again.
+function State:clear_hash(connector, id)
+  write_queue(self)
+  check(self.db:run("UPDATE docs SET hash = '' WHERE connector = ? AND id = ?", connector, id))
+end
+
 function State:forget(connector, id)
   write_queue(self)
   check(self.db:run("DELETE FROM docs WHERE connector = ? AND id = ?", connector, id))

@@ -172,6 +172,31 @@ describe("elasticsearch sync end to end", function()
     assert.are.equal(4, state_count())
   end)
 
+  it("forgets the hashes of documents before deleting them: a delete the cluster applied but never answered", function()
+    write_plan(docs({ "a", "b", "c" }))
+    assert.are.equal(0, (sync()))
+    -- b and c leave the source; the cluster carries out every delete but
+    -- the answers are lost (a proxy timing out), retries included
+    write_plan(docs({ "a" }))
+    control(d, "POST", "/_double/faults", { rules = { { path = "_bulk", times = -1, drop = "after_apply" } } })
+    local rc, s, err = sync()
+    assert.are.same({ 1, "failed" }, { rc, s.status })
+    assert.truthy(err:find("sync failed while deleting documents the source no longer has", 1, true), err)
+    assert.is_false(exists(d, "b"))
+    assert.is_false(exists(d, "c"))
+    -- the state still lists b and c, but with no hash: whatever the next
+    -- sync sees, it cannot take them for unchanged documents
+    local _, out = cli.sh("sqlite3 " .. cli.q(dir .. "/data/state.db") ..
+      " \"select id || '=' || hash from docs order by id\"")
+    assert.are.equal("b=\nc=\n", out:gsub("^a=%x+\n", ""))
+    -- they come back unchanged at the source: written again
+    control(d, "DELETE", "/_double/faults")
+    write_plan(docs({ "a", "b", "c" }))
+    rc, s = sync()
+    assert.are.same({ 0, "completed" }, { rc, s.status })
+    assert.are.same({ 3, 2, 1, 3 }, { s.listed, s.indexed, s.unchanged, s.index_count })
+  end)
+
   it("rebuilds a lost state database from the index and rewrites nothing", function()
     write_plan(docs({ "a", "b", "c" }))
     assert.are.equal(0, (sync()))

@@ -59,6 +59,25 @@ describe("robustness", function()
     again:unlock()
   end)
 
+  it("takes the lock in the engine too, for callers other than the CLI", function()
+    local engine = require("sluice.engine")
+    local cfg = assert(require("sluice.config").load(config))
+    local conn = cfg.connectors[1]
+    local held = assert(engine.lock(cfg.data_dir))
+    local r = engine.sync(cfg, conn)
+    assert.are.same({ "failed", "another sync is running on " .. cfg.data_dir .. ": nothing was synced" },
+      { r.status, r.message })
+    assert.is_false(fs.exists(cfg.data_dir .. "/index.db"))
+    -- the holder may sync, saying so
+    r = engine.sync(cfg, conn, { locked = true })
+    assert.are.same({ "completed", 2 }, { r.status, r.counters.indexed })
+    held:unlock()
+    r = engine.sync(cfg, conn)
+    assert.are.same({ "completed", 0, 2 }, { r.status, r.counters.indexed, r.counters.unchanged })
+    -- and gives the lock back when it ends
+    assert(engine.lock(cfg.data_dir)):unlock()
+  end)
+
   it("leaves no lock behind a holder killed with -9", function()
     cli.write(dir .. "/hold.lua", string.format([[
       local fs, sys = require("sluice.fs"), require("sluice.sys")
