@@ -25,8 +25,15 @@ local function corpus()
   return ready
 end
 
+-- Each Debian upload of the package stamps its build date into every page
+-- ("Last updated on October 07, 2026."): the date is masked so the figures
+-- hold for whichever upload the mirror has.
 local function page(name)
-  return assert(extract.text(HTML .. name, { path = true }))
+  local r = assert(extract.text(HTML .. name, { path = true }))
+  local masked, n = r.text:gsub("Last updated on %a+ %d%d?, %d%d%d%d%.", "Last updated on DATE.")
+  assert.are.equal(1, n, name .. ": no build date line")
+  r.text = masked
+  return r
 end
 
 local function words(s)
@@ -42,9 +49,10 @@ describe("python3.11-doc HTML", function()
     local head = "Table of Contents\nAbout these documents\nContributors to the Python Documentation\n" ..
       "Previous topic\nGlossary\nNext topic\nDealing with Bugs\n"
     assert.are.equal(head, r.text:sub(1, #head))
-    assert.are.equal("The Python Software Foundation is a non-profit corporation. Please donate.\n" ..
-      "Last updated on October 07, 2026. Found a bug?\nCreated using Sphinx 5.3.0.", r.text:sub(-149))
-    assert.are.same({ 2079, 319 }, { #r.text, words(r.text) })
+    local tail = "The Python Software Foundation is a non-profit corporation. Please donate.\n" ..
+      "Last updated on DATE. Found a bug?\nCreated using Sphinx 5.3.0."
+    assert.are.equal(tail, r.text:sub(-#tail))
+    assert.are.same({ 2067, 317 }, { #r.text, words(r.text) })
   end)
 
   it("library/json.html: prose and code blocks as text", function()
@@ -55,7 +63,7 @@ describe("python3.11-doc HTML", function()
       "RFC 4627) and by ECMA-404, is a lightweight data interchange format", 1, true))
     assert.truthy(r.text:find(">>> import json\n>>> json.dumps(['foo', {'bar': ('baz', None, 1.0, 2)}])\n" ..
       "'[\"foo\", {\"bar\": [\"baz\", null, 1.0, 2]}]'\n", 1, true))
-    assert.are.same({ 24780, 3657 }, { #r.text, words(r.text) })
+    assert.are.same({ 24768, 3655 }, { #r.text, words(r.text) })
   end)
 
   it("search.html and builtdist.html: no inline script or style text", function()
