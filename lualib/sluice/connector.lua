@@ -15,7 +15,9 @@
 --                  first time) and returns the new cursor, a JSON-encodable
 --                  value the engine stores with the documents it covers
 --                  (`sluice sync --incremental`). Deletions are left to
---                  full syncs.
+--                  full syncs. After a failed document or ctx.incomplete()
+--                  the engine keeps the previous cursor, so the next
+--                  incremental sync lists that part again.
 --   validate(ctx)  optional: -> nil | { {path=, message=}, ... } checks of the
 --                  configuration that need the outside world (a path exists)
 --
@@ -23,7 +25,10 @@
 -- `_timestamp` (ISO 8601 string or epoch seconds) and any fields. A field
 -- `_content` may hold a function(doc) -> { field = value, ... } | nil, err:
 -- the engine calls it only when the document is new or changed, so unchanged
--- documents cost no reads or downloads.
+-- documents cost no reads or downloads. The fetcher receives the document
+-- after text hygiene (invalid UTF-8 replaced, control bytes escaped), so it
+-- must read the source by values it captured itself (a path, a key, a
+-- URL), never by the document's fields.
 -- @module sluice.connector
 local schema = require("sluice.schema")
 

@@ -10,8 +10,9 @@
 -- extraction result to the same fields through `content.fields`, so search
 -- sees one document shape whatever the source.
 --
---   _content = function(doc)
---     return content.download(ctx.http, url, { name = doc.name, headers = h })
+--   local url, name = object.url, object.name -- captured: the fetcher
+--   _content = function()                      -- gets the cleaned doc
+--     return content.download(ctx.http, url, { name = name, headers = h })
 --   end
 -- @module sluice.content
 local extract = require("sluice.extract")

@@ -143,20 +143,24 @@ function M.sync(cfg, conn, opts)
     lock, lerr = M.lock(cfg.data_dir)
     if not lock then result.message = lerr; return result end
   end
-  local function unlock() if lock then lock:unlock() end end
+  -- The lock is given back however the sync ends, a raised error included
+  -- (a long-running service must not keep a data_dir locked until a GC).
+  local ok, res = pcall(M._sync_locked, cfg, conn, opts, def, result, c, clog, started)
+  if lock then lock:unlock() end
+  if not ok then error(res, 0) end
+  return res
+end
 
-  local state, serr = state_mod.open(cfg.data_dir)
-  if not state then unlock(); result.message = serr; return result end
+-- The body of M.sync, once the script is loaded and the lock held.
+function M._sync_locked(cfg, conn, opts, def, result, c, clog, started)
+  -- An export is every document, every time: it needs no memory of what
+  -- was written, and must not write (or lock) the syncs' state.
+  local state, serr = state_mod.open(not opts.ndjson and cfg.data_dir or nil)
+  if not state then result.message = serr; return result end
   local sink, kerr = sink_mod.open(cfg, conn, opts)
-  if not sink then state:close(); unlock(); result.message = kerr; return result end
+  if not sink then state:close(); result.message = kerr; return result end
 
   local key = conn.id
-  if opts.ndjson then
-    -- NDJSON output is an export: every document, every time, and the
-    -- index and its state are left alone.
-    key = conn.id .. "@ndjson"
-    state:reset(key)
-  end
   -- An embedded index that was deleted while the state survived would make
   -- every document look unchanged: start over.
   local n_index = sink:count()
@@ -328,7 +332,11 @@ function M.sync(cfg, conn, opts)
     ok, err = pcall(flush)
   end
   if ok and cursor ~= nil then
-    if c.errors > 0 then
+    if #incomplete > 0 then
+      -- The connector could not list everything: what it missed lies
+      -- behind its new cursor, so the old one stays.
+      clog.warn("listing incomplete: the incremental cursor stays where it was", { reasons = #incomplete })
+    elseif c.errors > 0 then
       -- A document that failed is behind the new cursor: keep the old one
       -- so the next incremental sync lists it again (the documents that
       -- were written are skipped then by their hashes).
@@ -391,7 +399,6 @@ function M.sync(cfg, conn, opts)
   pcall(sink.close, sink)
   state:end_job(job, result.status, c, result.message)
   state:close()
-  unlock()
   result.seconds = task.now() - started
   return result
 end

@@ -47,13 +47,19 @@ CREATE TABLE IF NOT EXISTS cursors (
   connector TEXT PRIMARY KEY, cursor TEXT NOT NULL, updated REAL NOT NULL);
 ]]
 
---- Opens (creating) data_dir/state.db.
+--- Opens (creating) data_dir/state.db; with data_dir nil, a private
+-- temporary state that SQLite deletes when it is closed (an NDJSON export,
+-- which must neither touch nor wait for the state of the syncs). It is an
+-- on-disk temporary, not ":memory:": its rows spill to a file beyond the
+-- page cache, so an export's memory stays flat however many documents.
 -- @return state | nil, err
 function M.open(data_dir)
-  local ok, err = fs.mkdir_p(data_dir)
-  if not ok then return nil, "cannot create data_dir " .. data_dir .. ": " .. tostring(err) end
-  local db
-  db, err = sqlite.open(data_dir .. "/state.db")
+  local ok, err, db
+  if data_dir then
+    ok, err = fs.mkdir_p(data_dir)
+    if not ok then return nil, "cannot create data_dir " .. data_dir .. ": " .. tostring(err) end
+  end
+  db, err = sqlite.open(data_dir and (data_dir .. "/state.db") or "")
   if not db then return nil, "cannot open state database: " .. tostring(err) end
   ok, err = db:exec(SCHEMA)
   if not ok then return nil, "cannot initialise state database: " .. tostring(err) end

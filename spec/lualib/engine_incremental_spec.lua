@@ -148,6 +148,17 @@ describe("incremental sync", function()
     assert.are.same({ n = 1 }, stored_cursor())
   end)
 
+  it("keeps the old cursor when the connector reported part of the source incomplete", function()
+    set_plan({ incremental = { docs = {}, cursor = { n = 1 } } })
+    assert.are.equal(0, (incremental()))
+    set_plan({ incremental = { docs = { { _id = "a", title = "alpha" } }, incomplete = "page 3 timed out",
+      cursor = { n = 2 } } })
+    local rc, s = incremental()
+    assert.are.equal(3, rc)
+    assert.are.same({ "completed_with_errors", 1, 0 }, { s.status, s.indexed, s.errors })
+    assert.are.same({ n = 1 }, stored_cursor())
+  end)
+
   it("deletes nothing, even with a complete listing; the next full sync does", function()
     set_plan({ docs = { { _id = "a", title = "alpha" }, { _id = "b", title = "bravo" }, { _id = "c", title = "charlie" } } })
     assert.are.equal(0, (sync()))
