@@ -817,6 +817,8 @@ int sl_extract_sink_write(sl_extract_sink *s, const char *p, size_t n, const cha
         size_t cap = s->cap ? s->cap : 65536;
         while (cap - s->len < n)
             cap *= 2;
+        if (max && cap > max) /* never hold more than the cap promises */
+            cap = max;
         char *q = realloc(s->buf, cap);
         if (!q) {
             *err = "out of memory";
