@@ -51,8 +51,8 @@ end
 local header_csv = "name,city,amount\n"
 local sets = {
   { "html", lines("find /usr/share/doc -type f -name '*.html' -size +1k | sort") },
-  { "text", lines("find /usr/share/doc -type f \\( -name '*.txt' -o -name 'README' \\) | sort | head -300") },
-  { "text.gz", lines("find /usr/share/doc -type f -name 'changelog*.gz' | sort | head -300") },
+  { "text", lines("find /usr/share/doc -type f \\( -name '*.txt' -o -name 'README' \\) | sort 2>/dev/null | head -300") },
+  { "text.gz", lines("find /usr/share/doc -type f -name 'changelog*.gz' | sort 2>/dev/null | head -300") },
   { "pdf", lines("find /usr/share/doc " .. TMP .. "/x -type f -name '*.pdf' | sort") },
   { "csv", scaled("big.csv", header_csv .. ("Ada,London,12\n\"Lovelace, A.\",\"New York\",7\n"):rep(20000), 10) },
   { "json", scaled("big.json", "[" .. ('{"title": "JSON doc", "tags": ["x", "y\\u00e9"], "n": 3},'):rep(50000) .. '"end"]', 1) },
