@@ -10,6 +10,13 @@
  *
  * The query builder asks the same tokenizer whether each term has a word:
  * that is the only way to agree with the index on what is indexable.
+ *
+ * Language names like C#, F#, C++ would otherwise be the bare letter, so
+ * "C#" found every document with a "c" in it. A word of one or two ASCII
+ * letters written right before "#" or "++" (and not before more word
+ * characters) is indexed twice at one position: as the letter(s), and
+ * colocated as "c#" / "c++". A query term spelt that way asks for the
+ * suffixed token only, so "C#" finds C# and "c" still finds both.
  */
 #include "fts_query.h"
 
@@ -27,6 +34,8 @@ typedef struct seg_ctx {
     void *ctx;
     int (*xToken)(void *, int, const char *, int, int, int);
     int base; /* byte offset of the segment in the whole text */
+    const char *text; /* the whole text, its length and the tokenize flags */
+    int n, flags;
 } seg_ctx;
 
 /* Decodes one UTF-8 code point at s; *len gets its length (1 for a stray
@@ -89,10 +98,51 @@ static void tok_delete(Fts5Tokenizer *p)
     sqlite3_free(t);
 }
 
+static int is_word_byte(unsigned char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+           c == '_' || c >= 0x80;
+}
+
+/* How many bytes of "#" or "++" follow a token ending at end, when the
+ * token is a language-name stem (see the file comment); else 0. */
+static int lang_suffix(const seg_ctx *sc, const char *tok, int n, int end)
+{
+    if (n < 1 || n > 2)
+        return 0;
+    for (int k = 0; k < n; k++)
+        if (tok[k] < 'a' || tok[k] > 'z')
+            return 0;
+    const unsigned char *t = (const unsigned char *)sc->text;
+    int len = 0;
+    if (end < sc->n && t[end] == '#')
+        len = 1;
+    else if (end + 1 < sc->n && t[end] == '+' && t[end + 1] == '+')
+        len = 2;
+    if (!len || (end + len < sc->n && (is_word_byte(t[end + len]) || t[end + len] == '+' ||
+                                       t[end + len] == '#')))
+        return 0;
+    return len;
+}
+
 static int seg_token(void *c, int tflags, const char *tok, int n, int start, int end)
 {
     seg_ctx *sc = c;
-    return sc->xToken(sc->ctx, tflags, tok, n, start + sc->base, end + sc->base);
+    start += sc->base;
+    end += sc->base;
+    int slen = lang_suffix(sc, tok, n, end);
+    if (!slen)
+        return sc->xToken(sc->ctx, tflags, tok, n, start, end);
+    char both[4];
+    memcpy(both, tok, (size_t)n);
+    memcpy(both + n, sc->text + end, (size_t)slen);
+    if (sc->flags & FTS5_TOKENIZE_QUERY)
+        return sc->xToken(sc->ctx, tflags, both, n + slen, start, end + slen);
+    /* both span the suffix, so a snippet highlights "[C#]", not "[C]#" */
+    int rc = sc->xToken(sc->ctx, tflags, tok, n, start, end + slen);
+    if (rc == SQLITE_OK)
+        rc = sc->xToken(sc->ctx, FTS5_TOKEN_COLOCATED, both, n + slen, start, end + slen);
+    return rc;
 }
 
 static int tok_tokenize(Fts5Tokenizer *p, void *ctx, int flags, const char *text, int n,
@@ -100,7 +150,7 @@ static int tok_tokenize(Fts5Tokenizer *p, void *ctx, int flags, const char *text
 {
     sl_tok *t = (sl_tok *)p;
     const unsigned char *s = (const unsigned char *)text;
-    seg_ctx sc = {ctx, xToken, 0};
+    seg_ctx sc = {ctx, xToken, 0, text, n, flags};
     int i = 0, seg = 0, rc = SQLITE_OK;
     while (i < n && rc == SQLITE_OK) {
         int len;
