@@ -11,6 +11,7 @@ M.EXIT = {
   usage = 2,                 -- bad command line
   completed_with_errors = 3, -- a sync ended "completed_with_errors"
   config = 4,                -- the configuration is invalid
+  interrupted = 130,         -- a sync was stopped by SIGINT or SIGTERM
 }
 
 local VERSION = "0.1.0"
@@ -45,6 +46,8 @@ Exit codes:
      a source could not be listed: nothing was deleted)
   4  the configuration is invalid
  70  internal error
+130  a sync was interrupted (Ctrl-C or SIGTERM): it stopped at the next
+     document, kept what it had written, and deleted nothing
 
 Run `sluice COMMAND --help` for a command's options.
 ]],
@@ -73,7 +76,8 @@ Options:
   --json           print the summary as JSON
   --no-progress    no progress line, even on a terminal
 
-Exit: 0 completed, 3 completed_with_errors, 1 failed, 4 invalid configuration.
+Exit: 0 completed, 3 completed_with_errors, 1 failed, 4 invalid configuration,
+130 interrupted (Ctrl-C or SIGTERM; a second one ends the process at once).
 ]],
   search = [[
 Usage: sluice search CONFIG INDEX QUERY [--limit N] [--offset N] [--json]
@@ -281,7 +285,18 @@ function commands.sync(args)
   local json = require("sluice.json")
   local worst = M.EXIT.ok
   local summaries = {}
+  -- Ctrl-C or SIGTERM: the running sync stops at its next document and
+  -- reports; a second signal ends the process at once (a source that hangs).
+  local function stop(name)
+    engine.interrupt("SIG" .. name)
+    sys.on_signal("INT", nil)
+    sys.on_signal("TERM", nil)
+    log.warn("stopping: the sync ends at the next document (SIG" .. name .. " again ends it at once)")
+  end
+  sys.on_signal("INT", stop)
+  sys.on_signal("TERM", stop)
   for _, conn in ipairs(list) do
+    if engine.interrupted() then break end
     local progress = not opts["no-progress"] and not opts.json and sys.isatty(2)
     local r = engine.sync(cfg, conn, { full = opts.full, incremental = opts.incremental,
       ndjson = opts.ndjson, progress = progress, locked = lock ~= nil })
@@ -315,6 +330,9 @@ function commands.sync(args)
       worst = code
     end
   end
+  sys.on_signal("INT", nil)
+  sys.on_signal("TERM", nil)
+  if engine.interrupted() then worst = M.EXIT.interrupted end
   if lock then lock:unlock() end
   if opts.json then out(json.encode(#summaries == 1 and summaries[1] or summaries) .. "\n") end
   return worst

@@ -13,7 +13,8 @@
 --
 -- Outcomes: "completed", "completed_with_errors" (some documents failed, or
 -- part of the source could not be listed), "failed" (the listing or the sink
--- broke: nothing deleted).
+-- broke: nothing deleted), "interrupted" (M.interrupt, on a signal: stopped
+-- at the next document, nothing deleted).
 --
 -- The per-document path is the hot loop of every sync (bench/engine.lua
 -- measures it): one C call cleans the document's text and takes its content
@@ -94,6 +95,22 @@ local function progress_task(c, started)
         c.listed, c.indexed, c.unchanged, c.errors, c.bytes / 1e6, c.listed / math.max(dt, 1e-3)))
     end
   end)
+end
+
+-- Set by M.interrupt (a signal): every running sync stops at its next
+-- document, deletes nothing, and ends "interrupted".
+local interrupted = nil
+
+--- Asks every running sync to stop: at the next document the listing
+-- fails with "interrupted: <reason>", what was flushed stays committed,
+-- nothing is deleted, and the job ends "interrupted".
+function M.interrupt(reason) interrupted = tostring(reason or "interrupted") end
+
+--- The reason given to M.interrupt, or nil.
+function M.interrupted() return interrupted end
+
+local function stop_if_interrupted()
+  if interrupted then error({ fatal = "interrupted: " .. interrupted, interrupted = true }, 0) end
 end
 
 --- Takes the data directory's sync lock: two syncs on one state database
@@ -288,6 +305,7 @@ function M._sync_locked(cfg, conn, opts, def, result, c, clog, started)
   }
   --- Hands one document to the engine.
   function ctx.yield(doc)
+    stop_if_interrupted()
     c.listed = c.listed + 1
     local ok, err = xpcall(process, debug.traceback, doc)
     if not ok then
@@ -328,6 +346,10 @@ function M._sync_locked(cfg, conn, opts, def, result, c, clog, started)
   else
     ok, err = xpcall(def.docs, debug.traceback, ctx)
   end
+  if ok and interrupted then
+    -- the connector swallowed the stop: what it did not list is unknown
+    ok, err = false, { fatal = "interrupted: " .. interrupted, interrupted = true }
+  end
   if ok then
     ok, err = pcall(flush)
   end
@@ -351,6 +373,7 @@ function M._sync_locked(cfg, conn, opts, def, result, c, clog, started)
     ok, err = pcall(function()
       local after
       while true do
+        stop_if_interrupted() -- between batches: each is committed whole
         local ids = state:stale(key, job, M.BATCH, after)
         if #ids == 0 then break end
         -- Before the index loses them, the state forgets their hashes (and
@@ -372,11 +395,15 @@ function M._sync_locked(cfg, conn, opts, def, result, c, clog, started)
   if progress then progress:cancel(); sys.write(2, "\r" .. string.rep(" ", 100) .. "\r") end
 
   if not ok then
+    local stopped = type(err) == "table" and err.interrupted
     if type(err) == "table" then err = err.fatal or tostring(err) end
     state:rollback()
-    result.status = "failed"
+    result.status = stopped and "interrupted" or "failed"
     result.message = tostring(err)
-    if c.deleted > 0 then
+    if stopped then
+      clog.warn("sync interrupted: what was written stays, nothing more was deleted",
+        { listed = c.listed, indexed = c.indexed, deleted = c.deleted })
+    elseif c.deleted > 0 then
       clog.error("sync failed while deleting documents the source no longer has: some may be gone from the index",
         { error = result.message, deletes_sent = c.deleted })
     else

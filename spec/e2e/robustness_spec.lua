@@ -80,6 +80,50 @@ describe("robustness", function()
     assert(engine.lock(cfg.data_dir)):unlock()
   end)
 
+  it("stops at the next document on SIGTERM: keeps what it wrote, deletes nothing, exit 130", function()
+    local FIXTURES = "spec/fixtures/connectors"
+    local plan = dir .. "/plan.json"
+    local scripted = "data_dir: ./data\nconnectors:\n  - id: s\n    service_type: scripted\n" ..
+      "    index_name: search-s\n    configuration: { plan: " .. plan .. " }\n"
+    cli.write(config, scripted)
+    local function docs(n)
+      local out = {}
+      for i = 1, n do out[i] = { _id = "d" .. i, title = "doc " .. i } end
+      return out
+    end
+    local function sync(background)
+      local cmd = "SLUICE_CONNECTORS_PATH=" .. FIXTURES .. " " .. cli.bin .. " sync " .. cli.q(config) .. " --json"
+      if background then
+        -- TERM: a background job of a non-interactive shell ignores INT
+        cmd = cmd .. " & p=$!; sleep 1; kill -TERM $p; wait $p"
+      end
+      local rc, out, err = cli.sh(cmd)
+      local ok, r = pcall(json.decode, out)
+      assert(ok, "bad output: " .. out .. err)
+      return rc, r, err
+    end
+    cli.write(plan, json.encode({ docs = docs(10) }))
+    assert.are.equal(0, (sync()))
+    -- the source now lacks d1..d10 and lists 200 new documents, slowly
+    local slow = {}
+    for i = 1, 200 do slow[i] = { _id = "n" .. i, title = "new " .. i } end
+    cli.write(plan, json.encode({ docs = slow, delay = 0.02 }))
+    local rc, r, err = sync(true)
+    assert.are.same({ 130, "interrupted" }, { rc, r.status })
+    assert.are.equal("interrupted: SIGTERM", r.message)
+    assert.is_true(r.listed > 0 and r.listed < 200, tostring(r.listed))
+    assert.are.equal(0, r.deleted)
+    assert.truthy(err:find("stopping: the sync ends at the next document", 1, true), err)
+    -- nothing the new listing missed was deleted: d1..d10 are all there
+    local _, out = cli.sh("SLUICE_CONNECTORS_PATH=" .. FIXTURES .. " " .. cli.bin .. " search " ..
+      cli.q(config) .. " search-s doc --json --limit 50")
+    assert.are.equal(10, json.decode(out).total)
+    -- the next sync converges
+    cli.write(plan, json.encode({ docs = slow }))
+    rc, r = sync()
+    assert.are.same({ 0, "completed", 200, 10, 200 }, { rc, r.status, r.listed, r.deleted, r.index_count })
+  end)
+
   it("leaves no lock behind a holder killed with -9", function()
     cli.write(dir .. "/hold.lua", string.format([[
       local fs, sys = require("sluice.fs"), require("sluice.sys")
