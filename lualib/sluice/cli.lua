@@ -295,8 +295,9 @@ function commands.sync(args)
   end
   sys.on_signal("INT", stop)
   sys.on_signal("TERM", stop)
+  local stopped = false -- a sync ended "interrupted", or a signal came between two
   for _, conn in ipairs(list) do
-    if engine.interrupted() then break end
+    if engine.interrupted() then stopped = true; break end
     local progress = not opts["no-progress"] and not opts.json and sys.isatty(2)
     local r = engine.sync(cfg, conn, { full = opts.full, incremental = opts.incremental,
       ndjson = opts.ndjson, progress = progress, locked = lock ~= nil })
@@ -323,6 +324,7 @@ function commands.sync(args)
       end
       if r.message then report("  " .. summary_message(r.message) .. "\n") end
     end
+    if r.status == "interrupted" then stopped = true end
     local code = M.EXIT.failed
     if r.status == "completed" then code = M.EXIT.ok
     elseif r.status == "completed_with_errors" then code = M.EXIT.completed_with_errors end
@@ -332,7 +334,7 @@ function commands.sync(args)
   end
   sys.on_signal("INT", nil)
   sys.on_signal("TERM", nil)
-  if engine.interrupted() then worst = M.EXIT.interrupted end
+  if stopped then worst = M.EXIT.interrupted end
   if lock then lock:unlock() end
   if opts.json then out(json.encode(#summaries == 1 and summaries[1] or summaries) .. "\n") end
   return worst

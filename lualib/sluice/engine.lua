@@ -109,6 +109,10 @@ function M.interrupt(reason) interrupted = tostring(reason or "interrupted") end
 --- The reason given to M.interrupt, or nil.
 function M.interrupted() return interrupted end
 
+--- Lets syncs run again after an interrupt (a long-running caller that
+-- chose to go on).
+function M.clear_interrupt() interrupted = nil end
+
 local function stop_if_interrupted()
   if interrupted then error({ fatal = "interrupted: " .. interrupted, interrupted = true }, 0) end
 end
@@ -162,20 +166,36 @@ function M.sync(cfg, conn, opts)
   end
   -- The lock is given back however the sync ends, a raised error included
   -- (a long-running service must not keep a data_dir locked until a GC).
-  local ok, res = pcall(M._sync_locked, cfg, conn, opts, def, result, c, clog, started)
+  -- `held` gets the state, sink and job as they are opened, so a raise
+  -- anywhere (a state statement, the sink's count) still ends the job,
+  -- rolls back and closes them instead of leaving a write transaction and
+  -- a job marked 'running' behind.
+  local held = {}
+  local ok, res = xpcall(M._sync_locked, debug.traceback, cfg, conn, opts, def, result, c, clog,
+    started, held)
+  if not ok then
+    if held.sink then pcall(held.sink.close, held.sink) end
+    if held.state then
+      pcall(held.state.rollback, held.state)
+      if held.job then pcall(held.state.end_job, held.state, held.job, "failed", c, tostring(res)) end
+      pcall(held.state.close, held.state)
+    end
+  end
   if lock then lock:unlock() end
   if not ok then error(res, 0) end
   return res
 end
 
 -- The body of M.sync, once the script is loaded and the lock held.
-function M._sync_locked(cfg, conn, opts, def, result, c, clog, started)
+function M._sync_locked(cfg, conn, opts, def, result, c, clog, started, held)
   -- An export is every document, every time: it needs no memory of what
   -- was written, and must not write (or lock) the syncs' state.
   local state, serr = state_mod.open(not opts.ndjson and cfg.data_dir or nil)
   if not state then result.message = serr; return result end
+  held.state = state
   local sink, kerr = sink_mod.open(cfg, conn, opts)
-  if not sink then state:close(); result.message = kerr; return result end
+  if not sink then state:close(); held.state = nil; result.message = kerr; return result end
+  held.sink = sink
 
   local key = conn.id
   -- An embedded index that was deleted while the state survived would make
@@ -216,6 +236,7 @@ function M._sync_locked(cfg, conn, opts, def, result, c, clog, started)
   local job = state:start_job(key, opts.incremental and "incremental"
     or opts.full and "full (forced)" or "full")
   result.job = job
+  held.job = job
   local incomplete = {}
   local pending = 0
 
@@ -395,7 +416,7 @@ function M._sync_locked(cfg, conn, opts, def, result, c, clog, started)
   if progress then progress:cancel(); sys.write(2, "\r" .. string.rep(" ", 100) .. "\r") end
 
   if not ok then
-    local stopped = type(err) == "table" and err.interrupted
+    local stopped = interrupted ~= nil or (type(err) == "table" and err.interrupted)
     if type(err) == "table" then err = err.fatal or tostring(err) end
     state:rollback()
     result.status = stopped and "interrupted" or "failed"
@@ -422,9 +443,14 @@ function M._sync_locked(cfg, conn, opts, def, result, c, clog, started)
   end
   result.incomplete = incomplete
   -- A remote index is counted (after a refresh) only when it answered.
-  if sink.kind == "embedded" or (ok and sink.kind == "elasticsearch") then result.index_count = sink:count() end
+  if sink.kind == "embedded" or (ok and sink.kind == "elasticsearch") then
+    local cok, n = pcall(sink.count, sink)
+    if cok then result.index_count = n end
+  end
+  held.sink = nil
   pcall(sink.close, sink)
   state:end_job(job, result.status, c, result.message)
+  held.state = nil
   state:close()
   result.seconds = task.now() - started
   return result

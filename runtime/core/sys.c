@@ -110,26 +110,50 @@ static int l_pid(lua_State *L)
     return 1;
 }
 
-/* A signal handler installed by sys.on_signal. The struct is malloc'd, not
- * Lua memory: the VM closes handles after lua_close, so __gc starts the
- * close and its callback frees it. */
+/* A signal handler installed by sys.on_signal.
+ *
+ * The process's own sigaction handler only counts and wakes the loop
+ * (uv_async_send is async-signal-safe); the Lua function runs from the
+ * loop. A signal that comes while the one before is still unhandled -- the
+ * loop is stuck in a CPU loop or a blocking call -- gets the signal's
+ * default action at once, so a second Ctrl-C always ends a hung process.
+ *
+ * The struct is malloc'd, not Lua memory: the VM closes handles after
+ * lua_close, so __gc starts the close and its callback frees it. */
 typedef struct {
-    uv_signal_t h;
+    uv_async_t h;
     lua_State *L; /* the main state: the callback runs no task */
     int ref;      /* registry ref of the Lua function */
+    int slot, signum;
     const char *name;
+    struct sigaction old; /* the disposition to give back */
 } sl_sig;
 
 #define SIG_MT "sluice.sys.signal"
+
+static uv_async_t *volatile sig_async[2];
+static volatile sig_atomic_t sig_pending[2];
+
+static void sig_raw(int signum)
+{
+    int k = signum == SIGINT ? 0 : 1;
+    uv_async_t *a = sig_async[k];
+    if (!a || sig_pending[k]) {
+        signal(signum, SIG_DFL);
+        raise(signum);
+        return;
+    }
+    sig_pending[k] = 1;
+    uv_async_send(a);
+}
 
 static void sig_closed(uv_handle_t *h)
 {
     free(h->data);
 }
 
-static void sig_fired(uv_signal_t *h, int signum)
+static void sig_fired(uv_async_t *h)
 {
-    (void)signum;
     sl_sig *s = h->data;
     lua_State *L = s->L;
     lua_rawgeti(L, LUA_REGISTRYINDEX, s->ref);
@@ -137,32 +161,46 @@ static void sig_fired(uv_signal_t *h, int signum)
     if (lua_pcall(L, 1, 0, 0) != 0) {
         /* a handler error must not end the process mid-sync */
         fprintf(stderr, "sluice: signal handler for %s failed: %s\n", s->name,
-                lua_tostring(L, -1));
+                lua_isstring(L, -1) ? lua_tostring(L, -1) : luaL_typename(L, -1));
         lua_pop(L, 1);
     }
+    sig_pending[s->slot] = 0; /* handled: the next one is a new request */
+}
+
+/* Gives the signal back its old disposition, then closes the handle. */
+static void sig_release(lua_State *L, sl_sig *s, int unref)
+{
+    sigaction(s->signum, &s->old, NULL);
+    sig_async[s->slot] = NULL;
+    sig_pending[s->slot] = 0;
+    if (unref)
+        luaL_unref(L, LUA_REGISTRYINDEX, s->ref);
+    uv_close((uv_handle_t *)&s->h, sig_closed);
 }
 
 static int sig_gc(lua_State *L)
 {
     sl_sig **u = luaL_checkudata(L, 1, SIG_MT);
     if (*u) {
-        uv_close((uv_handle_t *)&(*u)->h, sig_closed);
+        sig_release(L, *u, 1);
         *u = NULL;
     }
     return 0;
 }
 
 /* sys.on_signal(name, fn|nil) -> watching : from now on the signal "INT"
- * or "TERM" calls fn(name) on the loop instead of ending the process; nil
- * gives the signal its default action back (the next one ends the
- * process). A handler does not keep the loop alive. false: the signal was
- * ignored when the process started and stays ignored. */
+ * or "TERM" calls fn(name) on the loop instead of ending the process (a
+ * signal that comes before the previous one was handled ends it); nil
+ * gives the signal its old action back. A handler does not keep the loop
+ * alive. false: the signal was ignored when the process started and stays
+ * ignored. */
 static int l_on_signal(lua_State *L)
 {
     const char *name = luaL_checkstring(L, 1);
     int signum = strcmp(name, "INT") == 0 ? SIGINT : strcmp(name, "TERM") == 0 ? SIGTERM : 0;
     if (!signum)
         return luaL_argerror(L, 1, "INT or TERM expected");
+    int slot = signum == SIGINT ? 0 : 1;
     int on = !lua_isnoneornil(L, 2);
     if (on)
         luaL_checktype(L, 2, LUA_TFUNCTION);
@@ -171,12 +209,11 @@ static int l_on_signal(lua_State *L)
      * of a non-interactive shell) stays ignored: that was the caller's
      * choice, not ours to override. */
     static int ignored[2] = {-1, -1};
-    int *ign = &ignored[signum == SIGINT ? 0 : 1];
-    if (*ign < 0) {
+    if (ignored[slot] < 0) {
         struct sigaction sa;
-        *ign = sigaction(signum, NULL, &sa) == 0 && sa.sa_handler == SIG_IGN;
+        ignored[slot] = sigaction(signum, NULL, &sa) == 0 && sa.sa_handler == SIG_IGN;
     }
-    if (*ign) {
+    if (ignored[slot]) {
         lua_pushboolean(L, 0);
         return 1;
     }
@@ -187,8 +224,7 @@ static int l_on_signal(lua_State *L)
     if (!lua_isnil(L, -1)) {
         sl_sig **u = lua_touserdata(L, -1);
         if (*u) {
-            luaL_unref(L, LUA_REGISTRYINDEX, (*u)->ref);
-            uv_close((uv_handle_t *)&(*u)->h, sig_closed);
+            sig_release(L, *u, 1);
             *u = NULL;
         }
     }
@@ -206,21 +242,29 @@ static int l_on_signal(lua_State *L)
     *u = NULL;
     luaL_getmetatable(L, SIG_MT);
     lua_setmetatable(L, -2);
-    int rc = uv_signal_init(sl_rt_get(L)->loop, &sg->h);
+    int rc = uv_async_init(sl_rt_get(L)->loop, &sg->h, sig_fired);
     if (rc != 0) {
         free(sg);
         return luaL_error(L, "cannot watch signal %s: %s", name, uv_strerror(rc));
     }
+    uv_unref((uv_handle_t *)&sg->h);
     sg->h.data = sg;
     sg->L = sl_rt_get(L)->L;
-    sg->name = signum == SIGINT ? "INT" : "TERM";
+    sg->slot = slot;
+    sg->signum = signum;
+    sg->name = slot == 0 ? "INT" : "TERM";
     lua_pushvalue(L, 2);
     sg->ref = luaL_ref(L, LUA_REGISTRYINDEX);
     *u = sg;
-    rc = uv_signal_start(&sg->h, sig_fired, signum);
-    if (rc != 0)
-        return luaL_error(L, "cannot watch signal %s: %s", name, uv_strerror(rc)); /* __gc closes */
-    uv_unref((uv_handle_t *)&sg->h);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = sig_raw;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    sig_pending[slot] = 0;
+    sig_async[slot] = &sg->h;
+    if (sigaction(signum, &sa, &sg->old) != 0)
+        return luaL_error(L, "cannot watch signal %s: %s", name, strerror(errno)); /* __gc closes */
     lua_rawset(L, LUA_REGISTRYINDEX); /* registry[key] = ud */
     lua_pushboolean(L, 1);
     return 1;

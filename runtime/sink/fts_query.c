@@ -100,8 +100,7 @@ static void tok_delete(Fts5Tokenizer *p)
 
 static int is_word_byte(unsigned char c)
 {
-    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-           c == '_' || c >= 0x80;
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
 }
 
 /* How many bytes of "#" or "++" follow a token ending at end, when the
@@ -119,9 +118,27 @@ static int lang_suffix(const seg_ctx *sc, const char *tok, int n, int end)
         len = 1;
     else if (end + 1 < sc->n && t[end] == '+' && t[end + 1] == '+')
         len = 2;
-    if (!len || (end + len < sc->n && (is_word_byte(t[end + len]) || t[end + len] == '+' ||
-                                       t[end + len] == '#')))
+    if (!len)
         return 0;
+    int at = end + len;
+    if (at < sc->n) {
+        unsigned char b = t[at];
+        if (b == '+' || b == '#')
+            return 0;
+        if (b < 0x80) {
+            if (is_word_byte(b))
+                return 0;
+        } else {
+            /* after C#: a no-break space, a curly quote, a dash, an
+             * ellipsis, CJK punctuation or an emoji still ends the word;
+             * any other character may be a letter of it */
+            int clen;
+            long cp = utf8_decode(t + at, sc->n - at, &clen);
+            if (!((cp >= 0x80 && cp <= 0xBF) || (cp >= 0x2000 && cp <= 0x206F) ||
+                  (cp >= 0x3000 && cp <= 0x303F) || is_pictograph(cp)))
+                return 0;
+        }
+    }
     return len;
 }
 

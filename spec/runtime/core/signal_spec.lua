@@ -42,4 +42,17 @@ describe("sys.on_signal", function()
     assert.has_error(function() sys.on_signal("TERM", "not a function") end)
     assert.is_true(sys.on_signal("TERM", nil))
   end)
+
+  it("ends a process whose loop is stuck when a second signal comes before the first was handled", function()
+    local cli = require("spec.support.cli")
+    local script = os.tmpname()
+    cli.write(script, "require('sluice.sys').on_signal('TERM', function() end)\n" ..
+      "local t = os.clock() while os.clock() - t < 8 do end print('survived')")
+    local t0 = task.now()
+    local _, out = cli.sh(cli.bin .. " lua " .. script .. " & p=$!; sleep 0.5; kill -TERM $p; sleep 0.3; " ..
+      "kill -TERM $p; wait $p; echo rc=$?")
+    os.remove(script)
+    assert.are.equal("rc=143\n", out) -- 128 + SIGTERM: the default action, not 'survived'
+    assert.is_true(task.now() - t0 < 6)
+  end)
 end)

@@ -91,6 +91,7 @@ static void run_all(void)
                 "  csharp = 'Learning C# in depth', java = 'Learning Java in depth',\n"
                 "  cplain = 'Learning C in depth', cpp = 'Learning C++ in depth',\n"
                 "  fsharp = 'F#, then Haskell', issue = 'see issue#12, also c#d',\n"
+                "  nbsp = 'code in J#\xC2\xA0today', quote = 'G++\xE2\x80\x99s flags', glued = 'K#\xC3\xA9t\xC3\xA9',\n"
                 "  dont = 'I don\\'t know', do_ = 'I do know',\n"
                 "  v12 = 'released v1.2 today', v13 = 'released v1.3 today',\n"
                 "  mail = 'write to user@example.org', mail2 = 'user at example dot com',\n"
@@ -109,6 +110,9 @@ static void run_all(void)
                 "eq(ids('C'), 'cplain,cpp,csharp,issue')\n"
                 "eq(ids('issue#12'), 'issue')\n" /* not a language name: the phrase issue 12 */
                 "eq(ids('c#d'), 'issue')\n"
+                "eq(ids('J#'), 'nbsp')\n"
+                "eq(ids('g++'), 'quote')\n"
+                "eq(ids('K#'), '', 'a letter after # is part of the word')\n"
                 "local _, r = ids('C#')\n"
                 "eq(r.hits[1].snippet, 'Learning [C#] in depth')\n"
                 "eq(ids(\"don't\"), 'dont')\n"
