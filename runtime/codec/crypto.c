@@ -315,51 +315,10 @@ static int ch_member(ch_walk *w, int idx, int t, int kidx, size_t ai, int depth)
     return ch_value(w, idx, depth + 1);
 }
 
-/* codec/json.c classify: 1 array (length *n), 0 object (*n keys), -1. */
+/* 1 array (length *n), 0 object (*n keys), -1: the encoder's own rule. */
 static int ch_classify(ch_walk *w, int idx, size_t *n)
 {
-    lua_State *L = w->L;
-    int marked = 0, ints = 1;
-    size_t count = 0;
-    double max = 0;
-
-    if (lua_getmetatable(L, idx)) {
-        sl_json_push_array_mt(L);
-        marked = lua_rawequal(L, -1, -2);
-        lua_pop(L, 2);
-    }
-    lua_pushnil(L);
-    while (lua_next(L, idx)) {
-        lua_pop(L, 1);
-        count++;
-        if (lua_type(L, -1) == LUA_TNUMBER) {
-            double k = lua_tonumber(L, -1);
-            if (k >= 1 && k == floor(k) && k <= CH_EXACT_INT) {
-                if (k > max)
-                    max = k;
-                continue;
-            }
-        }
-        ints = 0;
-    }
-    if (marked) {
-        if (!ints) {
-            w->err = "array has a non-integer key";
-            return -1;
-        }
-        if (max > 2.0 * (double)count + 16) {
-            w->err = "array is too sparse";
-            return -1;
-        }
-        *n = (size_t)max;
-        return 1;
-    }
-    if (count > 0 && ints && max == (double)count) {
-        *n = count;
-        return 1;
-    }
-    *n = count;
-    return 0;
+    return sl_json_classify(w->L, idx, n, &w->err);
 }
 
 static int ch_array(ch_walk *w, int idx, size_t n, int depth)

@@ -238,14 +238,11 @@ static int is_array_mt(lua_State *L, int idx)
     return same;
 }
 
-/* Decides how a table is written. Returns 1 for an array (with its length
- * in *n), 0 for an object (with its number of keys in *n), -1 on error. A
- * table is an array when it carries the array metatable, or when its keys
- * are exactly 1..n with n > 0; an empty table without the metatable is an
- * object. */
-static int classify(enc *e, int idx, size_t *n)
+/* Decides how a table is written (see json.h). The content hash
+ * (codec/crypto.c) asks the same question through this one function, so
+ * the hash and the encoder never disagree on what is an array. */
+int sl_json_classify(lua_State *L, int idx, size_t *n, const char **err)
 {
-    lua_State *L = e->L;
     int marked = is_array_mt(L, idx), ints = 1;
     size_t count = 0;
     double max = 0;
@@ -266,12 +263,12 @@ static int classify(enc *e, int idx, size_t *n)
     }
     if (marked) {
         if (!ints) {
-            e->err = "array has a non-integer key";
+            *err = "array has a non-integer key";
             return -1;
         }
         /* holes become null, but not so many that a stray t[1e9] blows up */
         if (max > 2.0 * (double)count + 16) {
-            e->err = "array is too sparse";
+            *err = "array is too sparse";
             return -1;
         }
         *n = (size_t)max;
@@ -283,6 +280,11 @@ static int classify(enc *e, int idx, size_t *n)
     }
     *n = count;
     return 0;
+}
+
+static int classify(enc *e, int idx, size_t *n)
+{
+    return sl_json_classify(e->L, idx, n, &e->err);
 }
 
 /* A key as text: strings as they are, numbers formatted like values. */

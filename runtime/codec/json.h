@@ -40,6 +40,13 @@ int sl_json_encode(lua_State *L, int idx, unsigned flags, sl_json_buf *b, const 
  * returns -1. */
 int sl_json_decode(lua_State *L, const char *s, size_t n, char *err, size_t errlen);
 
+/* How the table at idx is written: 1 an array (its length in *n), 0 an
+ * object (its number of keys in *n), -1 with a static message in *err. A
+ * table is an array when it carries the array metatable, or when its keys
+ * are exactly 1..n with n > 0; an empty table without the metatable is an
+ * object. Never raises; leaves the stack as it was. */
+int sl_json_classify(lua_State *L, int idx, size_t *n, const char **err);
+
 /* Pushes the array metatable, creating it on first use. */
 void sl_json_push_array_mt(lua_State *L);
 

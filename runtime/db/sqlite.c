@@ -318,16 +318,10 @@ static int l_exec(lua_State *L)
     return 1;
 }
 
-/* db:run(sql, ...) -> changes | nil, err
- * Runs one statement with positional ? parameters; rows it returns are
- * dropped. */
-static int l_run(lua_State *L)
+/* Steps a bound write statement to its end and finishes it: pushes the
+ * number of changed rows, or nil, err. */
+static int run_bound(lua_State *L, sl_db *d, sqlite3_stmt *st, int cached)
 {
-    sl_db *d = check_db(L);
-    int cached;
-    sqlite3_stmt *st = prepare_bound(L, d, 0, &cached);
-    if (!st)
-        return 2;
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW)
         ;
@@ -340,6 +334,19 @@ static int l_run(lua_State *L)
     stmt_done(st, cached);
     lua_pushnumber(L, sqlite3_changes(d->db));
     return 1;
+}
+
+/* db:run(sql, ...) -> changes | nil, err
+ * Runs one statement with positional ? parameters; rows it returns are
+ * dropped. */
+static int l_run(lua_State *L)
+{
+    sl_db *d = check_db(L);
+    int cached;
+    sqlite3_stmt *st = prepare_bound(L, d, 0, &cached);
+    if (!st)
+        return 2;
+    return run_bound(L, d, st, cached);
 }
 
 /* db:run_array(sql, values, n) -> changes | nil, err
@@ -398,18 +405,7 @@ static int l_run_array(lua_State *L)
         }
         lua_pop(L, 1);
     }
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-        ;
-    if (rc != SQLITE_DONE) {
-        lua_pushnil(L);
-        lua_pushstring(L, sqlite3_errmsg(d->db));
-        stmt_done(st, cached);
-        return 2;
-    }
-    stmt_done(st, cached);
-    lua_pushnumber(L, sqlite3_changes(d->db));
-    return 1;
+    return run_bound(L, d, st, cached);
 }
 
 /* db:one(sql, ...) -> row | nil [, err]
