@@ -149,7 +149,9 @@ local function key_string(v)
 end
 
 --- The document id for a row: namespace ("" for custom queries), source
--- name and key values, joined unambiguously (see the module comment).
+-- name and key values, joined unambiguously (see the module comment). The
+-- drivers build the same ids for M.stream in C (runtime/db/rowdoc.c);
+-- spec/connectors/sql_ids_spec.lua holds the two to the same answers.
 function M.doc_id(namespace, source, values)
   local parts = { escape_part(namespace), escape_part(source) }
   -- values may hold nils (NULL keys): walk by the declared count when given
@@ -157,22 +159,9 @@ function M.doc_id(namespace, source, values)
   return table.concat(parts, "|")
 end
 
--- The same id for a stream's rows, with the escaped "namespace|source|"
--- prefix computed once; -> function(key) -> id.
-local function id_maker(namespace, source, nids)
-  local prefix = escape_part(namespace) .. "|" .. escape_part(source) .. "|"
-  if nids == 1 then
-    return function(key) return prefix .. key_string(key[1]) end
-  end
-  local parts = {}
-  return function(key)
-    for i = 1, nids do parts[i] = key_string(key[i]) end
-    return prefix .. table.concat(parts, "|", 1, nids)
-  end
-end
-
 --- A timestamp value as the engine wants it: ISO 8601, UTC when no zone is
 -- given (a DATETIME or timestamp-without-zone column holds no zone).
+-- rowdoc.c applies the same rule to a stream's timestamp column.
 function M.iso_timestamp(v)
   if type(v) ~= "string" then return v end
   local s = v:gsub("^(%d%d%d%d%-%d%d%-%d%d) (%d)", "%1T%2")
@@ -200,7 +189,9 @@ end
 
 --- Streams one statement's rows as documents.
 -- spec: { sql, params, namespace, name, kind = "table"|"query",
---   id_columns, timestamp_column, on_row = function(row, columns) }
+--   id_columns, timestamp_column, on_row = function(key, ts) }: on_row is
+--   called after each batch with its last row's key values (key[1..key.n])
+--   and raw timestamp value
 -- @return true when every row was read, false after ctx.incomplete
 function M.stream(ctx, conn, spec)
   local cfg = ctx.config
@@ -229,32 +220,26 @@ function M.stream(ctx, conn, spec)
         { [spec.kind] = spec.name, column = c.name, type = c.type })
     end
   end
-  local ncols, nids = #columns, #id_pos
-  local make_id = id_maker(spec.namespace, spec.name, nids)
-  local kind, name, on_row, yield = spec.kind, spec.name, spec.on_row, ctx.yield
-  local iso_timestamp = M.iso_timestamp
+  -- The driver builds each row's document in C (runtime/db/rowdoc.c):
+  -- { _id = prefix .. key parts, [kind] = name, field = value ...,
+  -- _timestamp = iso_timestamp(timestamp column) }, NULLs left out.
+  local on_row, yield = spec.on_row, ctx.yield
+  local last = on_row and { n = #id_pos } or nil
+  cur:shape({ fields = fields, ids = id_pos, ts = ts_pos, kind = spec.kind, name = spec.name,
+    prefix = escape_part(spec.namespace) .. "|" .. escape_part(spec.name) .. "|",
+    canonical = json.encode_canonical, last = last })
   local ok, perr = pcall(function()
-    local key = { n = nids }
     while true do
-      local rows, ferr = cur:fetch()
-      if not rows then
+      local docs, ferr = cur:fetch()
+      if not docs then
         ctx.incomplete(spec.kind .. " " .. spec.name .. ": " .. tostring(ferr))
         return false
       end
-      if #rows == 0 then return true end
-      for r = 1, #rows do
-        local row = rows[r]
-        for i = 1, nids do key[i] = row[id_pos[i]] end
-        local doc = { _id = make_id(key) }
-        doc[kind] = name
-        for i = 1, ncols do
-          local v = row[i]
-          if v ~= nil then doc[fields[i]] = v end
-        end
-        if ts_pos then doc._timestamp = iso_timestamp(row[ts_pos]) end
-        if on_row then on_row(row, key, ts_pos and row[ts_pos]) end
-        yield(doc)
-      end
+      local n = #docs
+      if n == 0 then return true end
+      for r = 1, n do yield(docs[r]) end
+      -- `last` holds the batch's last row's key values and raw timestamp
+      if on_row then on_row(last, last.ts) end
     end
   end)
   cur:close()
@@ -370,7 +355,7 @@ function M.docs_incremental(ctx, d, cursor)
       local last
       local complete = M.stream(ctx, conn, { sql = sql, params = params, namespace = kind == "table" and ns or "",
         name = name, kind = kind, id_columns = ids, timestamp_column = ts_col,
-        on_row = function(_, key, ts)
+        on_row = function(key, ts)
           last = { ts = ts, key = { unpack(key, 1, key.n) } }
         end })
       -- Rows read before a failure are indexed: the cursor may move up to

@@ -16,6 +16,7 @@
  * (at lua_close the order of finalisers is not ours to choose).
  */
 #include "mysql_conn.h"
+#include "rowdoc.h"
 
 #include <lauxlib.h>
 #include <math.h>
@@ -211,6 +212,7 @@ static int start_statement(lua_State *L, sl_my_conn *c, int first, int n, enum s
     }
     c->nrows = 0;
     c->want = 0;
+    c->shape = NULL;
     lua_newtable(L);
     c->rows_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     return sl_my_run_op(L, c, op, n ? S_PREPARE : S_QUERY, c->query_timeout);
@@ -365,12 +367,32 @@ static int l_fetch(lua_State *L)
         return push_fail(L, why);
     c->nrows = 0;
     c->want = cur->fetch_size;
+    c->shape = cur->shape;
     lua_newtable(L);
     c->rows_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_createtable(L, 0, 1);
     lua_pushvalue(L, 1);
     lua_setfield(L, -2, "cursor");
     return sl_my_run_op(L, c, OP_FETCH, c->binary ? S_FETCH_STMT : S_FETCH_TEXT, c->query_timeout);
+}
+
+/* cur:shape(spec | nil): from the next fetch on, rows come as documents
+ * built in C (see rowdoc.h); nil goes back to row arrays. */
+static int l_shape(lua_State *L)
+{
+    sl_my_cursor *cur = check_cursor(L);
+    int ncols = 0;
+    if (cur->cols_ref != LUA_NOREF) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, cur->cols_ref);
+        ncols = (int)lua_objlen(L, -1);
+        lua_pop(L, 1);
+    }
+    sl_rowdoc *s = lua_isnoneornil(L, 2) ? NULL : sl_rowdoc_new(L, 2, ncols);
+    if (cur->c && cur->c->shape == cur->shape)
+        cur->c->shape = NULL;
+    sl_rowdoc_free(L, cur->shape);
+    cur->shape = s;
+    return 0;
 }
 
 /* cur:columns() -> {{name=, type=[, warning=]}, ...} */
@@ -413,6 +435,10 @@ static int l_cursor_gc(lua_State *L)
         cur->c->res_orphaned = 1; /* drained before the next operation */
     sl_my_unref(L, &cur->cols_ref);
     sl_my_unref(L, &cur->conn_ref);
+    if (cur->c && cur->c->shape == cur->shape)
+        cur->c->shape = NULL;
+    sl_rowdoc_free(L, cur->shape);
+    cur->shape = NULL;
     /* at lua_close the connection may be finalised first: the struct
      * lives until its last cursor goes */
     if (cur->c && --cur->c->refs == 0)
@@ -448,7 +474,8 @@ int luaopen_sluice_mysql(lua_State *L)
     static const luaL_Reg conn_methods[] = {
         {"query", l_query}, {"cursor", l_cursor}, {"close", l_close}, {NULL, NULL}};
     static const luaL_Reg cursor_methods[] = {
-        {"fetch", l_fetch}, {"columns", l_columns}, {"close", l_cursor_close}, {NULL, NULL}};
+        {"fetch", l_fetch}, {"columns", l_columns}, {"shape", l_shape},
+        {"close", l_cursor_close}, {NULL, NULL}};
     static const luaL_Reg funcs[] = {
         {"connect", l_connect}, {"escape_identifier", l_escape_identifier}, {NULL, NULL}};
 

@@ -16,6 +16,7 @@
  * once), runs the chain to its end and marks the connection lost.
  */
 #include "mysql_conn.h"
+#include "rowdoc.h"
 
 #include <errmsg.h>
 #include <lauxlib.h>
@@ -282,14 +283,30 @@ static int result_open(sl_my_conn *c, lua_State *L, int binary)
     return 0;
 }
 
+/* A row is an array, or with a shape a document: either way one slot
+ * above the rows. */
 static void row_begin(sl_my_conn *c, lua_State *L)
 {
     lua_rawgeti(L, LUA_REGISTRYINDEX, c->rows_ref);
-    lua_createtable(L, (int)c->ncols, 0);
+    if (c->shape)
+        sl_rowdoc_begin(L, c->shape);
+    else
+        lua_createtable(L, (int)c->ncols, 0);
+}
+
+/* Pops the value on top into the row being built, as column i. */
+static void row_set(sl_my_conn *c, lua_State *L, unsigned i)
+{
+    if (c->shape)
+        sl_rowdoc_set(L, c->shape, (int)i);
+    else
+        lua_rawseti(L, -2, (int)i + 1);
 }
 
 static void row_end(sl_my_conn *c, lua_State *L)
 {
+    if (c->shape)
+        sl_rowdoc_end(L, c->shape);
     lua_rawseti(L, -2, (int)++c->nrows);
     lua_pop(L, 1);
 }
@@ -309,7 +326,7 @@ static void push_row_text(sl_my_conn *c, lua_State *L)
     row_begin(c, L);
     for (unsigned i = 0; i < c->ncols; i++) {
         push_value_warned(c, L, i, c->row[i], c->row[i] ? lens[i] : 0);
-        lua_rawseti(L, -2, (int)i + 1);
+        row_set(c, L, i);
     }
     row_end(c, L);
 }
@@ -355,7 +372,7 @@ static int push_row_stmt(sl_my_conn *c, lua_State *L)
                 break;
             }
         }
-        lua_rawseti(L, -2, (int)i + 1);
+        row_set(c, L, i);
     }
     row_end(c, L);
     if (rebind && mysql_stmt_bind_result(c->stmt, c->rbind)) {

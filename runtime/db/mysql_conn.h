@@ -93,6 +93,7 @@ struct sl_my_conn {
     int q_cols_ref; /* registry: the columns conn:query will return */
     int refs;       /* the connection's userdata and its cursors */
     int rows_ref; /* registry: the rows being collected */
+    struct sl_rowdoc *shape; /* the fetch being run builds documents (rowdoc.h) */
     lua_Integer nrows, want;
     unsigned long long affected, insert_id;
     /* the statement being run */
@@ -113,6 +114,7 @@ struct sl_my_cursor {
     unsigned long gen;
     lua_Integer fetch_size;
     int done;
+    struct sl_rowdoc *shape; /* cur:shape(): fetch returns documents */
 };
 
 /* Drops a registry reference and marks it empty. */

@@ -24,6 +24,7 @@
 #include "core/rt.h"
 #include "codec/json.h"
 #include "pg_types.h"
+#include "rowdoc.h"
 
 #include <lauxlib.h>
 #include <libpq-fe.h>
@@ -82,8 +83,11 @@ struct pg_cursor {
     char name[40];
     int fetch_size;
     int open, done;
-    int first_ref;   /* first batch, fetched on open */
+    PGresult *first; /* first batch, fetched on open, pushed by the first fetch */
+    sl_pg_type *first_types;
+    int ncols;
     int columns_ref; /* {{name=, type=}} */
+    sl_rowdoc *shape; /* cur:shape(): fetch returns documents */
 };
 
 static void op_drive(pg_conn *c, int readable);
@@ -348,8 +352,23 @@ static int push_query_result(lua_State *L, pg_conn *c)
     return 1;
 }
 
-/* The fetched batch: rows, and the columns when the cursor has none yet. */
-static void push_batch(lua_State *L, pg_conn *c, pg_cursor *cur)
+/* Pushes a fetched batch: row arrays, or documents once the cursor has a
+ * shape. */
+static void push_rows(lua_State *L, pg_cursor *cur, const PGresult *r, const sl_pg_type *types)
+{
+    if (!r)
+        lua_newtable(L);
+    else if (cur->shape)
+        sl_pg_push_docs(L, r, types, cur->shape);
+    else
+        sl_pg_push_rows(L, r, types);
+}
+
+/* The batch just fetched: records the columns when the cursor has none
+ * yet, and whether it was the last. On open (first != 0) the result is
+ * kept for the first fetch, so that a shape set in between applies to it;
+ * otherwise it is pushed. */
+static void take_batch(lua_State *L, pg_conn *c, pg_cursor *cur, int first)
 {
     PGresult *r = c->kept;
     sl_pg_type *types = r ? sl_pg_result_types(&c->types, r) : NULL;
@@ -361,14 +380,18 @@ static void push_batch(lua_State *L, pg_conn *c, pg_cursor *cur)
         else
             lua_newtable(L);
         cur->columns_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+        cur->ncols = r ? PQnfields(r) : 0;
     }
-    if (r)
-        sl_pg_push_rows(L, r, types);
-    else
-        lua_newtable(L);
-    free(types);
     if (!r || PQntuples(r) < cur->fetch_size)
         cur->done = 1; /* a short batch is the last: no round trip for {} */
+    if (first) {
+        cur->first = r;
+        cur->first_types = types;
+        c->kept = NULL; /* the cursor owns it now */
+        return;
+    }
+    push_rows(L, cur, r, types);
+    free(types);
 }
 
 /* Ends the operation and resumes the waiting task with its results. */
@@ -405,12 +428,11 @@ static void op_finish(pg_conn *c)
     } else if (op == OP_QUERY) {
         n = push_query_result(co, c);
     } else if (op == OP_CURSOR_OPEN) {
-        push_batch(co, c, cur);
-        cur->first_ref = luaL_ref(co, LUA_REGISTRYINDEX);
+        take_batch(co, c, cur, 1);
         lua_rawgeti(co, LUA_REGISTRYINDEX, c->cur_ref);
         n = 1;
     } else if (op == OP_FETCH) {
-        push_batch(co, c, cur);
+        take_batch(co, c, cur, 0);
         n = 1;
     } else if (op == OP_CURSOR_CLOSE) {
         lua_pushboolean(co, 1);
@@ -957,7 +979,7 @@ static int l_cursor(lua_State *L)
     memset(cur, 0, sizeof *cur);
     cur->c = c;
     cur->fetch_size = fetch_size;
-    cur->first_ref = cur->columns_ref = LUA_NOREF;
+    cur->columns_ref = LUA_NOREF;
     snprintf(cur->name, sizeof cur->name, "sluice_cursor_%u", ++c->cursor_seq);
     luaL_getmetatable(L, CURSOR_MT);
     lua_setmetatable(L, -2);
@@ -997,10 +1019,14 @@ static int l_cursor(lua_State *L)
 static int l_fetch(lua_State *L)
 {
     pg_cursor *cur = check_cursor(L);
-    if (cur->first_ref != LUA_NOREF) {
-        lua_rawgeti(L, LUA_REGISTRYINDEX, cur->first_ref);
-        luaL_unref(L, LUA_REGISTRYINDEX, cur->first_ref);
-        cur->first_ref = LUA_NOREF;
+    if (cur->first) {
+        PGresult *r = cur->first;
+        sl_pg_type *types = cur->first_types;
+        cur->first = NULL;
+        cur->first_types = NULL;
+        push_rows(L, cur, r, types);
+        PQclear(r);
+        free(types);
         return 1;
     }
     if (!cur->open || cur->done) {
@@ -1036,12 +1062,24 @@ static int l_columns(lua_State *L)
     return 1;
 }
 
-static void cursor_forget(lua_State *L, pg_cursor *cur)
+static void cursor_forget(pg_cursor *cur)
 {
-    if (cur->first_ref != LUA_NOREF)
-        luaL_unref(L, LUA_REGISTRYINDEX, cur->first_ref);
-    cur->first_ref = LUA_NOREF;
+    PQclear(cur->first);
+    free(cur->first_types);
+    cur->first = NULL;
+    cur->first_types = NULL;
     cur->open = 0;
+}
+
+/* cur:shape(spec | nil): from the next fetch on, rows come as documents
+ * built in C (see rowdoc.h); nil goes back to row arrays. */
+static int l_shape(lua_State *L)
+{
+    pg_cursor *cur = check_cursor(L);
+    sl_rowdoc *s = lua_isnoneornil(L, 2) ? NULL : sl_rowdoc_new(L, 2, cur->ncols);
+    sl_rowdoc_free(L, cur->shape);
+    cur->shape = s;
+    return 0;
 }
 
 /* cur:close() -> true | nil, err : closes the server cursor and, with the
@@ -1055,7 +1093,7 @@ static int l_cursor_close(lua_State *L)
         return 1;
     }
     if (c->closed || !c->pg) {
-        cursor_forget(L, cur);
+        cursor_forget(cur);
         lua_pushboolean(L, 1);
         return 1;
     }
@@ -1063,7 +1101,7 @@ static int l_cursor_close(lua_State *L)
     int busy = conn_ready(L, c);
     if (busy)
         return busy;
-    cursor_forget(L, cur);
+    cursor_forget(cur);
     c->tx_cursors--;
     int last_own = c->tx_own && c->tx_cursors <= 0;
     char sql[128];
@@ -1091,9 +1129,11 @@ static int l_cursor_gc(lua_State *L)
     if (cur->columns_ref != LUA_NOREF)
         luaL_unref(L, LUA_REGISTRYINDEX, cur->columns_ref);
     cur->columns_ref = LUA_NOREF;
+    sl_rowdoc_free(L, cur->shape);
+    cur->shape = NULL;
     /* an abandoned open cursor stays on the server until the connection's
      * transaction ends: no I/O can start from a finaliser */
-    cursor_forget(L, cur);
+    cursor_forget(cur);
     return 0;
 }
 
@@ -1191,7 +1231,7 @@ int luaopen_sluice_pg(lua_State *L)
         {"query", l_query}, {"cursor", l_cursor}, {"close", l_close},
         {"server_version", l_server_version}, {"ssl", l_ssl}, {NULL, NULL}};
     static const luaL_Reg cursor_methods[] = {
-        {"fetch", l_fetch}, {"columns", l_columns}, {"close", l_cursor_close}, {NULL, NULL}};
+        {"fetch", l_fetch}, {"columns", l_columns}, {"shape", l_shape}, {"close", l_cursor_close}, {NULL, NULL}};
     static const luaL_Reg funcs[] = {
         {"connect", l_connect}, {"escape_identifier", l_escape_identifier}, {NULL, NULL}};
     if (luaL_newmetatable(L, CONN_MT)) {

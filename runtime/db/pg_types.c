@@ -11,6 +11,7 @@
  * strings; floats are parsed from the shortest exact text the server sends.
  */
 #include "pg_types.h"
+#include "rowdoc.h"
 
 #include "codec/json.h"
 
@@ -563,6 +564,30 @@ void sl_pg_push_rows(lua_State *L, const PGresult *r, const sl_pg_type *types)
                              PQgetvalue(r, row, col), (size_t)PQgetlength(r, row, col));
             lua_rawseti(L, -2, col + 1);
         }
+        lua_rawseti(L, -2, row + 1);
+    }
+}
+
+void sl_pg_push_docs(lua_State *L, const PGresult *r, const sl_pg_type *types,
+                     sl_rowdoc *shape)
+{
+    int nrows = PQntuples(r), ncols = PQnfields(r);
+    if (ncols > sl_rowdoc_ncols(shape))
+        ncols = sl_rowdoc_ncols(shape);
+    lua_createtable(L, nrows, 0);
+    for (int row = 0; row < nrows; row++) {
+        sl_rowdoc_begin(L, shape);
+        for (int col = 0; col < ncols; col++) {
+            if (PQgetisnull(r, row, col))
+                continue;
+            int kind = types[col].kind, elem = types[col].elem_kind;
+            if (elem == SL_PG_UNKNOWN)
+                elem = SL_PG_STRING;
+            sl_pg_push_value(L, kind == SL_PG_UNKNOWN ? SL_PG_STRING : kind, elem,
+                             PQgetvalue(r, row, col), (size_t)PQgetlength(r, row, col));
+            sl_rowdoc_set(L, shape, col);
+        }
+        sl_rowdoc_end(L, shape);
         lua_rawseti(L, -2, row + 1);
     }
 }

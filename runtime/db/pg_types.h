@@ -83,4 +83,9 @@ void sl_pg_push_columns(lua_State *L, const PGresult *r, const sl_pg_type *types
 /* Pushes r's rows as arrays of converted values (SQL NULL left as a hole). */
 void sl_pg_push_rows(lua_State *L, const PGresult *r, const sl_pg_type *types);
 
+/* Pushes the rows as documents of the given shape (rowdoc.h). */
+struct sl_rowdoc;
+void sl_pg_push_docs(lua_State *L, const PGresult *r, const sl_pg_type *types,
+                     struct sl_rowdoc *shape);
+
 #endif

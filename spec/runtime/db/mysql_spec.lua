@@ -479,6 +479,37 @@ INSERT INTO types_t (id) VALUES (3);
     end)
   end)
 
+  describe("shaped documents", function()
+    it("are what sluice.sql's id and timestamp rules make of each row, in both protocols", function()
+      local check = require("spec.support.shape_check").check
+      local c = assert(connect())
+      assert(c:query([[CREATE TABLE shaped (k VARCHAR(20), n BIGINT, u BIGINT UNSIGNED,
+        f DOUBLE, dec_ DECIMAL(30,10), b BIT(3), bl BLOB, j JSON, dt DATETIME(3), ts TIMESTAMP NULL,
+        d DATE, t TIME, s TEXT, nul INT)]]))
+      assert(c:query([[INSERT INTO shaped VALUES
+        ('a|b', 1, 18446744073709551615, 0.1, 1.5, b'101', 'x\\y', '{"z": 1, "a": [2]}',
+         '2024-02-29 13:45:30.500', '2024-02-29 13:45:30', '2024-02-29', '838:59:59', 'x', NULL),
+        ('back\\slash', 9007199254740993, 0, -2.5e300, -0.001, b'0', '', '"s|t"',
+         '1999-12-31 23:59:59', NULL, '0000-00-00', '-01:00:00', NULL, NULL),
+        (NULL, -9007199254740991, NULL, NULL, NULL, NULL, NULL, 'null', NULL, NULL, NULL, NULL, '', NULL),
+        ('', 0, 5, 1e-300, 0, b'111', 'bin', '[]', '2024-01-01 00:00:00', '1970-01-02 00:00:00',
+         '2024-01-01', '00:00:00', '\\N', NULL)]]))
+      local q = "SELECT * FROM shaped ORDER BY n"
+      for col = 1, 14 do
+        check(c, { sql = q, ids = { col } })
+        -- with a parameter the rows come through the binary protocol
+        check(c, { sql = "SELECT * FROM shaped WHERE n > ? ORDER BY n", params = { -2 ^ 60, n = 1 }, ids = { col } })
+      end
+      check(c, { sql = q, ids = { 1, 13 }, ts = 9 })
+      check(c, { sql = q, ids = { 13, 1, 14 }, ts = 10, fetch_size = 3 })
+      check(c, { sql = q, ids = { 2 }, ts = 11, fetch_size = 100 })
+      check(c, { sql = "SELECT * FROM shaped WHERE n > ? ORDER BY n", params = { -2 ^ 60, n = 1 },
+        ids = { 8, 2 }, ts = 9, namespace = "", kind = "query", name = "q|1" })
+      assert(c:query("DROP TABLE shaped"))
+      c:close()
+    end)
+  end)
+
   describe("concurrency", function()
     it("runs queries of several tasks on several connections at once", function()
       local conns = {}

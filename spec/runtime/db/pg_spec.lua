@@ -342,6 +342,56 @@ describe("sluice.pg", function()
     assert.are.equal(0, left)
   end)
 
+  it("builds shaped documents exactly as sluice.sql's id and timestamp rules say", function()
+    if not need() then return end
+    local check = require("spec.support.shape_check").check
+    assert(conn:query([[
+      CREATE TABLE shaped (k text, n bigint, f double precision, b boolean, arr int[],
+        j jsonb, num numeric, ts timestamp, tstz timestamptz, d date, s text, nul int);
+      INSERT INTO shaped VALUES
+        ('a|b', 1, 0.1, true, '{1,2}', '{"z":1,"a":[2]}', 1.50, '2024-02-29 13:45:30.5',
+         '2024-02-29 13:45:30+01', '2024-02-29', 'x', NULL),
+        (E'back\\slash', 9007199254740993, -2.5e300, false, '{}', '"s|t"', -0.001,
+         '1999-12-31 23:59:59', '1970-01-01 00:00:00+00', '0001-01-01', NULL, NULL),
+        (NULL, -9007199254740991, 'NaN', NULL, NULL, 'null', 12345678901234567890.5,
+         NULL, NULL, NULL, '', NULL),
+        ('', 0, '-Infinity', true, '{NULL}', '[]', 0, '2024-01-01 00:00:00', 'infinity',
+         '2024-01-01', E'\\N', NULL)]]))
+    local q = "SELECT * FROM shaped ORDER BY n"
+    -- every column alone as the id, then composites, with each kind of
+    -- timestamp column
+    for col = 1, 12 do check(conn, { sql = q, ids = { col } }) end
+    check(conn, { sql = q, ids = { 1, 11 }, ts = 8 })
+    check(conn, { sql = q, ids = { 11, 1, 12 }, ts = 9, fetch_size = 3 })
+    check(conn, { sql = q, ids = { 2, 2 }, ts = 10, fetch_size = 100 })
+    check(conn, { sql = q, ids = { 5, 6 }, ts = 1, namespace = "", kind = "query", name = "q|1" })
+    -- renamed and dropped fields
+    local docs = check(conn, { sql = q, ids = { 2 },
+      fields = { "column_table", false, "f", "b", "arr", "j", "num", "ts", "tstz", "d", "s", "nul" } })
+    assert.are.equal("ns\\|x|t\\\\b|1", docs[3]._id)
+    assert.are.equal("a|b", docs[3].column_table)
+    assert.is_nil(docs[3].n)
+    -- the ids of rows whose keys differ only by where a separator falls
+    assert(conn:query([[CREATE TABLE seps (x text, y text);
+      INSERT INTO seps VALUES ('x_', 'y'), ('x', '_y'), ('x|', 'y'), ('x', '|y'), ('x\', 'y'), (NULL, 'y'), ('\N', 'y')]]))
+    docs = check(conn, { sql = "SELECT * FROM seps", ids = { 1, 2 } })
+    local seen = {}
+    for _, d in ipairs(docs) do
+      assert.is_nil(seen[d._id], d._id)
+      seen[d._id] = true
+    end
+    assert.are.equal(7, #docs)
+    -- a bad shape is refused with the entry it names
+    local cur = assert(conn:cursor(q))
+    assert.has_error(function() cur:shape({ fields = { "a" }, ids = { 1 }, kind = "t", name = "n",
+      prefix = "", canonical = json.encode_canonical }) end, "shape.fields: expected a list of 12 field names (one per column)")
+    assert.has_error(function() cur:shape({ fields = { "a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "l" },
+      ids = { 13 }, kind = "t", name = "n", prefix = "", canonical = json.encode_canonical }) end,
+      "shape.ids[1]: expected a column position from 1 to 12")
+    cur:close()
+    assert(conn:query("DROP TABLE shaped; DROP TABLE seps"))
+  end)
+
   it("quotes identifiers", function()
     assert.are.equal('"users"', pg.escape_identifier("users"))
     assert.are.equal('"a""b"', pg.escape_identifier('a"b'))
