@@ -39,6 +39,7 @@
 #include <string.h>
 #include <xxhash.h>
 
+#include "codec/keyorder.h"
 #include "codec/json.h"
 #include "codec/text.h"
 
@@ -343,6 +344,7 @@ static int ch_array(ch_walk *w, int idx, size_t n, int depth)
 typedef struct ch_key {
     const char *s;
     size_t n;
+    uint64_t prefix; /* keyorder.h */
     int k, v;
     double num;
     int isnum;
@@ -351,11 +353,7 @@ typedef struct ch_key {
 static int ch_key_cmp(const void *a, const void *b)
 {
     const ch_key *x = a, *y = b;
-    size_t n = x->n < y->n ? x->n : y->n;
-    int c = memcmp(x->s, y->s, n);
-    if (c)
-        return c;
-    return x->n < y->n ? -1 : x->n > y->n;
+    return sl_key_order(x->prefix, x->s, x->n, y->prefix, y->s, y->n);
 }
 
 /* Fills k from the key at kidx; a number key's text is pushed (the caller
@@ -368,6 +366,7 @@ static int ch_key_of(ch_walk *w, int kidx, ch_key *k)
     k->isnum = 0;
     if (t == LUA_TSTRING) {
         k->s = lua_tolstring(L, kidx, &k->n);
+        k->prefix = sl_key_prefix(k->s, k->n);
         return 0;
     }
     if (t == LUA_TNUMBER) {
@@ -380,6 +379,7 @@ static int ch_key_of(ch_walk *w, int kidx, ch_key *k)
         }
         lua_pushlstring(L, buf, k->n);
         k->s = lua_tostring(L, -1);
+        k->prefix = sl_key_prefix(k->s, k->n);
         k->isnum = 1;
         return 0;
     }

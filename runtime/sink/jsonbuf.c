@@ -10,6 +10,7 @@
  * document fails alone.
  */
 #include "jsonbuf.h"
+#include "codec/keyorder.h"
 
 #include <lauxlib.h>
 #include <math.h>
@@ -23,6 +24,7 @@
 struct sl_jsonbuf_key {
     const char *s; /* points into a Lua string kept alive by its table */
     size_t n;
+    uint64_t prefix; /* keyorder.h */
     double num;    /* the key itself when isnum */
     int isnum;
     int vidx;      /* stack slot of the value (fast path), or 0 */
@@ -272,9 +274,8 @@ static int key_cmp(const void *a, const void *b)
     /* a number key's text is read from nbuf, never through s: sorting
      * moves the structs, and a pointer into one would then be stale */
     const struct sl_jsonbuf_key *x = a, *y = b;
-    size_t n = x->n < y->n ? x->n : y->n;
-    int c = memcmp(x->isnum ? x->nbuf : x->s, y->isnum ? y->nbuf : y->s, n);
-    return c ? c : (x->n > y->n) - (x->n < y->n);
+    return sl_key_order(x->prefix, x->isnum ? x->nbuf : x->s, x->n, y->prefix,
+                        y->isnum ? y->nbuf : y->s, y->n);
 }
 
 static int encode_array(sl_jsonbuf *b, lua_State *L, int idx, size_t n, int depth,
@@ -336,6 +337,7 @@ static int number_key(struct sl_jsonbuf_key *k, double x)
         k->n = (size_t)snprintf(k->nbuf, sizeof k->nbuf, "%lld", (long long)x);
     else
         k->n = (size_t)snprintf(k->nbuf, sizeof k->nbuf, "%.17g", x);
+    k->prefix = sl_key_prefix(k->nbuf, k->n);
     return 0;
 }
 
@@ -381,6 +383,7 @@ static int encode_object_fast(sl_jsonbuf *b, lua_State *L, int idx, int depth, c
         if (kt == LUA_TSTRING) {
             k->isnum = 0;
             k->s = lua_tolstring(L, -2, &k->n); /* the key stays on the stack */
+            k->prefix = sl_key_prefix(k->s, k->n);
         } else if (number_key(k, lua_tonumber(L, -2)) != 0) {
             *err = "table key must be a string or number";
             goto out;
@@ -448,6 +451,7 @@ static int encode_object(sl_jsonbuf *b, lua_State *L, int idx, int depth, const 
         if (kt == LUA_TSTRING) {
             k->isnum = 0;
             k->s = lua_tolstring(L, -2, &k->n);
+            k->prefix = sl_key_prefix(k->s, k->n);
         } else {
             /* format a copy: lua_tolstring on the key itself breaks lua_next */
             double x = lua_tonumber(L, -2);
@@ -462,6 +466,7 @@ static int encode_object(sl_jsonbuf *b, lua_State *L, int idx, int depth, const 
                 k->n = (size_t)snprintf(k->nbuf, sizeof k->nbuf, "%lld", (long long)x);
             else
                 k->n = (size_t)snprintf(k->nbuf, sizeof k->nbuf, "%.17g", x);
+            k->prefix = sl_key_prefix(k->nbuf, k->n);
         }
         lua_pop(L, 1);
     }
