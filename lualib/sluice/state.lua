@@ -17,6 +17,13 @@
 -- write of `docs`, and commit, writes the queue first, and hash() and
 -- touch_if_same() see queued rows, so callers observe the same state as
 -- with row-at-a-time writes.
+--
+-- Those puts, BEGIN and COMMIT are deferred (db:defer): SQLite runs them on
+-- the connection's writer thread while the engine goes on with the next
+-- documents, and any other statement waits for them first, so the order is
+-- unchanged. A commit is queued only after the sink has flushed, as before;
+-- a deferred write that fails is reported by the next state call, which
+-- raises as any state failure does.
 -- @module sluice.state
 local sqlite = require("sluice.sqlite")
 local fs = require("sluice.fs")
@@ -91,25 +98,31 @@ local function write_queue(self)
   local q, db = self.queue, self.db
   drop_queue(self)
   if n == PUT_ROWS * 4 then
-    -- run_array binds from the table: unpack() of 256 values would abort
+    -- defer binds from the table: unpack() of 256 values would abort
     -- the LuaJIT trace of put() every PUT_ROWS documents
-    check(db:run_array(PUT_MANY, q, n))
+    check(db:defer(PUT_MANY, q, n))
   else
-    for i = 1, n, 4 do check(db:run(PUT_ONE, q[i], q[i + 1], q[i + 2], q[i + 3])) end
+    for i = 1, n, 4 do check(db:defer(PUT_ONE, q, 4, i)) end
   end
 end
 
 function State:begin()
-  if not self.in_tx then check(self.db:exec("BEGIN")); self.in_tx = true end
+  if not self.in_tx then check(self.db:defer("BEGIN")); self.in_tx = true end
 end
 
 function State:commit()
   write_queue(self)
-  if self.in_tx then check(self.db:exec("COMMIT")); self.in_tx = false end
+  if self.in_tx then check(self.db:defer("COMMIT")); self.in_tx = false end
 end
+
+--- Waits until every deferred write has reached the database.
+function State:wait() check(self.db:wait()) end
 
 function State:rollback()
   drop_queue(self)
+  -- a deferred write that failed is reported (and dropped) by wait; the
+  -- transaction it broke is still open and is rolled back here
+  self.db:wait()
   if self.in_tx then self.db:exec("ROLLBACK"); self.in_tx = false end
 end
 

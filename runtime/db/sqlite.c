@@ -9,8 +9,15 @@
  * time; while it runs it owns its statement, and anyone else asking for the
  * same SQL meanwhile gets a fresh, uncached statement. Iterators are linked
  * to their connection so db:close() can finalise what they still hold.
+ *
+ * db:defer queues a write for the connection's writer thread
+ * (sqlite_writer.h) instead; every other call first waits for the queue,
+ * so callers see the same order as with synchronous writes. A deferred
+ * write that failed is reported by the next call, which then returns
+ * nil, "deferred write failed: ..." without running its own statement.
  */
 #include "sqlite.h"
+#include "sqlite_writer.h"
 
 #include <lauxlib.h>
 #include <math.h>
@@ -35,6 +42,7 @@ typedef struct sl_db {
     cache_entry cache[CACHE_MAX];
     int ncache;
     sl_rows *iters; /* live iterators */
+    sl_sqlite_writer *writer; /* started by the first db:defer */
 } sl_db;
 
 struct sl_rows {
@@ -105,8 +113,22 @@ static void rows_release(sl_rows *r)
     r->prev = r->next = NULL;
 }
 
+/* Waits for the deferred writes. Returns 0, or pushes (nil, err) for the
+ * one that failed and returns 2. */
+static int settle(lua_State *L, sl_db *d)
+{
+    char err[560];
+    if (!d->writer || sl_sqlite_writer_wait(d->writer, err, sizeof err) == 0)
+        return 0;
+    lua_pushnil(L);
+    lua_pushfstring(L, "deferred write failed: %s", err);
+    return 2;
+}
+
 static void db_close(sl_db *d)
 {
+    sl_sqlite_writer_free(d->writer); /* runs what is queued */
+    d->writer = NULL;
     while (d->iters)
         rows_release(d->iters);
     for (int i = 0; i < d->ncache; i++) {
@@ -312,6 +334,8 @@ static int l_exec(lua_State *L)
 {
     sl_db *d = check_db(L);
     const char *sql = luaL_checkstring(L, 2);
+    if (settle(L, d))
+        return 2;
     if (sqlite3_exec(d->db, sql, NULL, NULL, NULL) != SQLITE_OK)
         return push_error(L, sqlite3_errmsg(d->db));
     lua_pushboolean(L, 1);
@@ -342,6 +366,8 @@ static int run_bound(lua_State *L, sl_db *d, sqlite3_stmt *st, int cached)
 static int l_run(lua_State *L)
 {
     sl_db *d = check_db(L);
+    if (settle(L, d))
+        return 2;
     int cached;
     sqlite3_stmt *st = prepare_bound(L, d, 0, &cached);
     if (!st)
@@ -371,6 +397,8 @@ static int l_run_array(lua_State *L)
         if (t != LUA_TNIL && t != LUA_TBOOLEAN && t != LUA_TNUMBER && t != LUA_TSTRING)
             luaL_error(L, "bad value #%d in parameter array (must be nil, boolean, number or string)", i);
     }
+    if (settle(L, d))
+        return 2;
     int cached;
     sqlite3_stmt *st = stmt_get(L, d, sql, len, &cached);
     if (!st)
@@ -414,6 +442,8 @@ static int l_run_array(lua_State *L)
 static int l_one(lua_State *L)
 {
     sl_db *d = check_db(L);
+    if (settle(L, d))
+        return 2;
     int cached;
     sqlite3_stmt *st = prepare_bound(L, d, 0, &cached);
     if (!st)
@@ -473,6 +503,8 @@ static int rows_gc(lua_State *L)
 static int l_rows(lua_State *L)
 {
     sl_db *d = check_db(L);
+    if (settle(L, d))
+        return lua_error(L);
     int cached;
     sqlite3_stmt *st = prepare_bound(L, d, 1, &cached);
     if (!st)
@@ -497,6 +529,8 @@ static int l_rows(lua_State *L)
 static int l_last_insert_rowid(lua_State *L)
 {
     sl_db *d = check_db(L);
+    if (d->writer)
+        sl_sqlite_writer_wait(d->writer, NULL, 0);
     lua_pushnumber(L, (lua_Number)sqlite3_last_insert_rowid(d->db));
     return 1;
 }
@@ -505,7 +539,92 @@ static int l_last_insert_rowid(lua_State *L)
 static int l_changes(lua_State *L)
 {
     sl_db *d = check_db(L);
+    if (d->writer)
+        sl_sqlite_writer_wait(d->writer, NULL, 0);
     lua_pushnumber(L, sqlite3_changes(d->db));
+    return 1;
+}
+
+/* db:defer(sql[, values, n[, first]]) -> true | nil, err
+ * Queues a write for the writer thread and returns at once. Without values
+ * sql runs like db:exec (BEGIN, COMMIT); with them as one statement bound
+ * to values[first .. first+n-1] (first defaults to 1), copied now. Fails
+ * (queueing nothing) when an earlier deferred write failed. */
+static int l_defer(lua_State *L)
+{
+    sl_db *d = check_db(L);
+    size_t len;
+    const char *sql = luaL_checklstring(L, 2, &len);
+    int with = !lua_isnoneornil(L, 3);
+    lua_Integer n = 0, first = 1;
+    if (with) {
+        luaL_checktype(L, 3, LUA_TTABLE);
+        n = luaL_checkinteger(L, 4);
+        first = luaL_optinteger(L, 5, 1);
+        luaL_argcheck(L, n >= 0 && n <= 32766, 4, "expected 0 to 32766 values");
+        luaL_argcheck(L, first >= 1, 5, "expected a position from 1");
+    }
+    sl_sqlite_val stackvals[256], *vals = stackvals;
+    if (n > 256 && !(vals = malloc((size_t)n * sizeof *vals)))
+        return luaL_error(L, "out of memory");
+    /* values are read and type-checked before anything is queued; the
+     * table keeps each string alive until push has copied it */
+    lua_settop(L, 5);
+    for (int i = 0; i < (int)n; i++) {
+        lua_rawgeti(L, 3, (int)(first + i));
+        sl_sqlite_val *v = &vals[i];
+        switch (lua_type(L, -1)) {
+        case LUA_TNIL: v->type = SL_SQV_NULL; break;
+        case LUA_TBOOLEAN: v->type = SL_SQV_INT; v->i = lua_toboolean(L, -1); break;
+        case LUA_TNUMBER: {
+            double x = lua_tonumber(L, -1);
+            if (x == floor(x) && x >= -9223372036854775808.0 && x < 9223372036854775808.0) {
+                v->type = SL_SQV_INT;
+                v->i = (sqlite3_int64)x;
+            } else {
+                v->type = SL_SQV_DOUBLE;
+                v->d = x;
+            }
+            break;
+        }
+        case LUA_TSTRING:
+            v->type = SL_SQV_TEXT;
+            v->s = lua_tolstring(L, -1, &v->n);
+            break;
+        default:
+            if (vals != stackvals)
+                free(vals);
+            return luaL_error(L, "bad value #%d in parameter array (must be nil, boolean, number or string)",
+                              (int)(first + i));
+        }
+        lua_pop(L, 1);
+    }
+    char err[560];
+    if (!d->writer && !(d->writer = sl_sqlite_writer_new(d->db))) {
+        if (vals != stackvals)
+            free(vals);
+        return push_error(L, "cannot start the writer thread");
+    }
+    int rc = sl_sqlite_writer_push(d->writer, sql, len, with ? vals : NULL, (int)n, err, sizeof err);
+    if (vals != stackvals)
+        free(vals);
+    if (rc != 0) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "deferred write failed: %s", err);
+        return 2;
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* db:wait() -> true | nil, err: waits for the deferred writes; err is the
+ * one that failed (reported once). */
+static int l_wait(lua_State *L)
+{
+    sl_db *d = check_db(L);
+    if (settle(L, d))
+        return 2;
+    lua_pushboolean(L, 1);
     return 1;
 }
 
@@ -540,6 +659,8 @@ int luaopen_sluice_sqlite(lua_State *L)
     static const luaL_Reg methods[] = {{"exec", l_exec},
                                        {"run", l_run},
                                        {"run_array", l_run_array},
+                                       {"defer", l_defer},
+                                       {"wait", l_wait},
                                        {"one", l_one},
                                        {"rows", l_rows},
                                        {"last_insert_rowid", l_last_insert_rowid},
