@@ -333,10 +333,9 @@ static void sl_xml_quiet(void *ud, const xmlError *err)
 #define SL_XML_SPARE_DICT 4096
 static _Thread_local xmlParserCtxtPtr sl_xml_spare;
 
-sl_xml_parser *sl_xml_parser_new(sl_xml_base *ctx)
+/* A new push parser context with our SAX table and ctx as user data. */
+static xmlParserCtxtPtr sl_xml_ctxt_new(sl_xml_base *ctx)
 {
-    sl_extract_init_libxml();
-    memset(ctx, 0, sizeof *ctx);
     xmlSAXHandler sax;
     memset(&sax, 0, sizeof sax);
     sax.initialized = XML_SAX2_MAGIC;
@@ -346,20 +345,32 @@ sl_xml_parser *sl_xml_parser_new(sl_xml_base *ctx)
     sax.cdataBlock = sl_xml_chars;
     sax.entityDecl = sl_xml_on_entity;
     sax.serror = (xmlStructuredErrorFunc)sl_xml_quiet;
+    xmlParserCtxtPtr c = xmlCreatePushParserCtxt(&sax, ctx, NULL, 0, NULL);
+    /* no DTD loading, no network, no entity substitution (NOENT unset) */
+    if (c)
+        xmlCtxtUseOptions(c, XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+    return c;
+}
+
+sl_xml_parser *sl_xml_parser_new(sl_xml_base *ctx)
+{
+    sl_extract_init_libxml();
+    memset(ctx, 0, sizeof *ctx);
     xmlParserCtxtPtr c = sl_xml_spare;
     sl_xml_spare = NULL;
     if (c && xmlCtxtResetPush(c, NULL, 0, NULL, NULL) != 0) {
         xmlFreeParserCtxt(c);
         c = NULL;
     }
-    if (c)
+    if (c) {
         c->userData = ctx;
-    else
-        c = xmlCreatePushParserCtxt(&sax, ctx, NULL, 0, NULL);
+        xmlCtxtUseOptions(c, XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+        ctx->reused = 1;
+    } else {
+        c = sl_xml_ctxt_new(ctx);
+    }
     if (!c)
         return NULL;
-    /* no DTD loading, no network, no entity substitution (NOENT unset) */
-    xmlCtxtUseOptions(c, XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
     ctx->parser = (sl_xml_parser *)c;
     return ctx->parser;
 }
@@ -405,6 +416,22 @@ void sl_xml_parser_free(sl_xml_parser *p)
 static int sl_xml_feed(sl_xml_base *ctx, const char *buf, size_t len, int final)
 {
     xmlParserCtxtPtr c = (xmlParserCtxtPtr)ctx->parser;
+    if (ctx->reused && len > 0) {
+        /* a context reset without data calls a document with a byte order
+         * mark (UTF-8 or UTF-16) empty: libxml2 2.9 looks for one only in
+         * the bytes a reset is given. So one that does not open with '<' is
+         * reset again with its first four bytes. */
+        ctx->reused = 0;
+        if (buf[0] != '<') {
+            size_t k = len < 4 ? len : 4;
+            if (xmlCtxtResetPush(c, buf, (int)k, NULL, NULL) != 0)
+                return SL_ZIP_NOMEM;
+            c->userData = ctx;
+            xmlCtxtUseOptions(c, XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+            buf += k;
+            len -= k;
+        }
+    }
     while (len > 0 || final) {
         /* libxml2 takes an int length */
         int n = len > (1u << 30) ? (1 << 30) : (int)len;

@@ -102,6 +102,7 @@ typedef struct {
     int have_vals;
     char *scratch;
     size_t scratch_cap, vals_cap;
+    int reused;             /* the parser is a kept one, reset, not yet fed */
 } sl_xml_base;
 
 /* A parser with `ctx` (which starts with an sl_xml_base) as user data, that

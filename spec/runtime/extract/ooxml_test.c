@@ -220,6 +220,35 @@ static void test_xml_namespaces(void)
     sl_xml_parser_free(p);
 }
 
+/* A kept parser context is reset between parts; a part with a byte order
+ * mark (UTF-8 or UTF-16) parses on it as on a new one, every time. */
+static void test_xml_bom_reuse(void)
+{
+    static const struct {
+        const char *doc;
+        size_t len;
+        const char *log;
+    } cases[] = {
+        {"\xef\xbb\xbf<w:p xmlns:w='http://schemas.openxmlformats.org/wordprocessingml/2006/main'/>", 80,
+         "1:p "},
+        {"\xff\xfe<\0p\0/\0>\0", 10, "0:p "},
+        {"<p/>", 4, "0:p "},
+    };
+    for (int round = 0; round < 3; round++) {
+        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+            ns_log l = {0};
+            sl_xml_parser *p = sl_xml_parser_new(&l.base);
+            CHECK(p != NULL);
+            if (!p)
+                return;
+            sl_xml_set_handlers(p, ns_start, NULL);
+            CHECK(sl_xml_parse_buffer(&l.base, cases[i].doc, cases[i].len) == SL_ZIP_OK);
+            sl_xml_parser_free(p);
+            CHECK_STR(l.log, cases[i].log);
+        }
+    }
+}
+
 int main(void)
 {
     if (!sl_fx_corpus())
@@ -233,5 +262,6 @@ int main(void)
     }
     test_zip_bomb();
     test_xml_namespaces();
+    test_xml_bom_reuse();
     return sl_test_done("ooxml");
 }
