@@ -5,7 +5,9 @@
  * names: _rels/.rels names the main part, the main part's rels name headers,
  * sheets, slides and notes. Every part is parsed with libxml2 (SAX) as it inflates
  * (zip.c enforces the caps and refuses entity declarations), so a big sheet
- * never sits in memory as XML.
+ * never sits in memory as XML; worksheets go first through a fast scanner
+ * for the XML subset spreadsheet writers produce (sheet.c), which hands
+ * anything else back to libxml2.
  *
  * Text layout, the same for the three formats:
  *  - a paragraph ends with a newline; a table row is one line whose cells
@@ -20,6 +22,7 @@
  * holds. Title, author and dates come from docProps/core.xml.
  */
 #include "extract/extract.h"
+#include "extract/sheet.h"
 #include "extract/zip.h"
 
 #include <stdio.h>
@@ -609,143 +612,6 @@ static void ox_sst_text(void *ud, const char *p, int n)
         sl_xml_stop(&s->base, SL_ZIP_NOMEM);
 }
 
-typedef struct {
-    sl_xml_base base;
-    sl_extract_result *out;
-    const ox_sst *sst;
-    char type[16]; /* the cell's t attribute */
-    char *val;     /* the cell's <v> or inline <t> text */
-    size_t vlen, vcap;
-    int in_v, in_is, row_cells;
-} ox_sheet;
-
-/* Sheet XML is most of an XLSX and its elements are nearly all c, v and row:
- * handlers switch on the first letter before any string compare. */
-static void ox_sheet_start(void *ud, const char *name, const char **atts)
-{
-    (void)atts;
-    ox_sheet *sh = ud;
-    const char *local;
-    if (sl_xml_ns(ud, name, &local) != SL_NS_S)
-        return;
-    switch (local[0]) {
-    case 'c':
-        if (local[1] == '\0') {
-            size_t tl;
-            const char *t = sl_xml_attr_span(ud, SL_NS_OTHER, "t", &tl);
-            if (tl >= sizeof sh->type)
-                tl = sizeof sh->type - 1;
-            if (t)
-                memcpy(sh->type, t, tl);
-            sh->type[tl] = '\0'; /* no type: a number */
-            sh->vlen = 0;
-        }
-        break;
-    case 'v':
-        if (local[1] == '\0')
-            sh->in_v = 1;
-        break;
-    case 'i':
-        if (strcmp(local, "is") == 0)
-            sh->in_is = 1;
-        break;
-    case 't':
-        if (local[1] == '\0' && sh->in_is)
-            sh->in_v = 1;
-        break;
-    case 'r':
-        if (strcmp(local, "row") == 0)
-            sh->row_cells = 0;
-        else if (strcmp(local, "rPh") == 0 && sh->in_is)
-            sh->in_is = 2; /* phonetic run inside an inline string */
-        break;
-    }
-}
-
-static void ox_sheet_emit(ox_sheet *sh, const char *s, size_t n)
-{
-    if (n == 0)
-        return;
-    if ((sh->row_cells++ > 0 && sl_extract_append(sh->out, "\t", 1)) ||
-        sl_extract_append(sh->out, s, n))
-        sl_xml_stop(&sh->base, SL_ZIP_STOPPED);
-}
-
-static void ox_sheet_cell_end(ox_sheet *sh)
-{
-    if (sh->type[0] == 's' && sh->type[1] == '\0') {
-        char *end;
-        const char *v = sh->vlen ? sh->val : "";
-        unsigned long i = strtoul(v, &end, 10);
-        if (sh->vlen && end != v && i < sh->sst->n) {
-            const char *s = sh->sst->chars + sh->sst->offs[i];
-            ox_sheet_emit(sh, s, strlen(s));
-        }
-    } else if (sh->type[0] == 'b' && sh->type[1] == '\0') {
-        if (sh->vlen)
-            ox_sheet_emit(sh, sh->val[0] == '1' ? "TRUE" : "FALSE", sh->val[0] == '1' ? 4 : 5);
-    } else {
-        ox_sheet_emit(sh, sh->val, sh->vlen);
-    }
-    sh->vlen = 0;
-}
-
-static void ox_sheet_end(void *ud, const char *name)
-{
-    ox_sheet *sh = ud;
-    const char *local;
-    if (sl_xml_ns(ud, name, &local) != SL_NS_S)
-        return;
-    switch (local[0]) {
-    case 'v':
-        if (local[1] == '\0')
-            sh->in_v = 0;
-        break;
-    case 't':
-        if (local[1] == '\0' && sh->in_is)
-            sh->in_v = 0;
-        break;
-    case 'c':
-        if (local[1] == '\0')
-            ox_sheet_cell_end(sh);
-        break;
-    case 'i':
-        if (strcmp(local, "is") == 0)
-            sh->in_is = 0;
-        break;
-    case 'r':
-        if (strcmp(local, "rPh") == 0 && sh->in_is == 2) {
-            sh->in_is = 1;
-        } else if (strcmp(local, "row") == 0) {
-            if (sh->row_cells && sl_extract_newline(sh->out))
-                sl_xml_stop(&sh->base, SL_ZIP_STOPPED);
-        }
-        break;
-    }
-}
-
-static void ox_sheet_text(void *ud, const char *s, int n)
-{
-    ox_sheet *sh = ud;
-    if (!sh->in_v || sh->in_is == 2)
-        return;
-    if (sh->vlen + (size_t)n + 1 > sh->vcap) {
-        size_t cap = sh->vcap ? sh->vcap : 256;
-        while (cap < sh->vlen + (size_t)n + 1)
-            cap *= 2;
-        char *v = realloc(sh->val, cap);
-        if (!v) {
-            sl_xml_stop(&sh->base, SL_ZIP_NOMEM);
-            return;
-        }
-        sh->val = v;
-        sh->vcap = cap;
-    }
-    memcpy(sh->val + sh->vlen, s, (size_t)n);
-    sh->vlen += (size_t)n;
-    sh->val[sh->vlen] = '\0';
-}
-
 /* workbook.xml: sheet names and rel ids, in workbook order */
 typedef struct {
     sl_xml_base base;
@@ -828,22 +694,6 @@ static int ox_sst_load(sl_zip *z, const ox_rels *rels, ox_sst *s)
     return rc == SL_ZIP_NOTFOUND ? SL_ZIP_OK : rc;
 }
 
-static int ox_sheet_part(sl_zip *z, const char *part, const ox_sst *sst, sl_extract_result *out)
-{
-    ox_sheet sh = {.out = out, .sst = sst};
-    sl_xml_parser *p = sl_xml_parser_new(&sh.base);
-    if (!p)
-        return SL_ZIP_NOMEM;
-    sl_xml_set_handlers(p, ox_sheet_start, ox_sheet_end);
-    sl_xml_set_text(p, ox_sheet_text);
-    int rc = sl_zip_parse_xml(z, part, &sh.base);
-    sl_xml_parser_free(p);
-    free(sh.val);
-    if (rc == SL_ZIP_OK && sl_extract_newline(out))
-        rc = SL_ZIP_STOPPED;
-    return rc;
-}
-
 int sl_extract_xlsx(const char *buf, size_t len, const sl_extract_limits *lim,
                     sl_extract_result *out)
 {
@@ -872,7 +722,8 @@ int sl_extract_xlsx(const char *buf, size_t len, const sl_extract_limits *lim,
             rc = SL_ZIP_STOPPED;
             break;
         }
-        rc = ox_sheet_part(z, rel->target, &sst, out);
+        sl_sheet_sst view = {sst.chars, sst.offs, sst.n};
+        rc = sl_sheet_part(z, rel->target, &view, out);
     }
     free(sst.chars);
     free(sst.offs);

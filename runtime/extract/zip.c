@@ -122,6 +122,12 @@ size_t sl_zip_total(const sl_zip *z)
     return z->total;
 }
 
+void sl_zip_rewind(sl_zip *z, size_t total)
+{
+    if (total < z->total)
+        z->total = total;
+}
+
 static int sl_zip_code_of(int ze)
 {
     switch (ze) {

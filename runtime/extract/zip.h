@@ -58,6 +58,10 @@ long sl_zip_count(sl_zip *z);
 const char *sl_zip_name(sl_zip *z, long i);
 /* Inflated bytes read so far from this archive. */
 size_t sl_zip_total(const sl_zip *z);
+/* Forgets what was inflated since sl_zip_total() returned `total`, for a
+ * part read again from its start (sheet.c's fast path gave up on it): the
+ * caps then count its bytes once. */
+void sl_zip_rewind(sl_zip *z, size_t total);
 
 /* Called with each inflated chunk; a nonzero return stops the read, which
  * then returns that value. */

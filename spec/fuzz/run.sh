@@ -34,7 +34,7 @@ done
 python3 spec/fixtures/extract/make_fixtures.py "$OUT/seed-files" >/dev/null
 export ASAN_OPTIONS="detect_leaks=0:allocator_may_return_null=1"
 status=0
-for t in extract yaml; do
+for t in extract yaml sheet; do
     "$CC" $CFLAGS -fsanitize=fuzzer "spec/fuzz/${t}_fuzz.c" $OBJS $LIBS -o "$OUT/$t"
     mkdir -p "$OUT/corpus-$t"
     if [ "$t" = extract ]; then
@@ -42,6 +42,30 @@ for t in extract yaml; do
         for f in "$OUT"/seed-files/*; do
             { printf '\000'; head -c 65536 "$f"; } > "$OUT/corpus-$t/seed-$(basename "$f")"
         done
+    elif [ "$t" = sheet ]; then
+        # seeds: the worksheets of the generated and (if fetched) the bench
+        # workbooks, behind a piece-size byte and a no-cap byte
+        python3 spec/fixtures/extract/make_office.py "$OUT/seed-office" >/dev/null
+        python3 - "$OUT/corpus-$t" "$OUT/seed-office" bench/.tmp/office-corpus/x <<'EOF'
+import os, sys, zipfile
+out, n = sys.argv[1], 0
+for top in sys.argv[2:]:
+    for root, _, files in os.walk(top):
+        for f in files:
+            if not f.endswith(".xlsx"):
+                continue
+            try:
+                z = zipfile.ZipFile(os.path.join(root, f))
+            except zipfile.BadZipFile:
+                continue
+            for i in z.infolist():
+                if i.filename.startswith("xl/worksheets/") and i.filename.endswith(".xml"):
+                    data = z.read(i)[:65000]
+                    for head in (b"\x03\x00", b"\x00\x85"):
+                        n += 1
+                        with open(os.path.join(out, "seed-%d" % n), "wb") as o:
+                            o.write(head + data)
+EOF
     else
         cp spec/fixtures/*.yml "$OUT/corpus-$t/" 2>/dev/null || true
         printf 'a: &x [1, *x]\nb: {c: d}\n' > "$OUT/corpus-$t/seed-alias.yml"
