@@ -298,6 +298,9 @@ function M._sync_locked(cfg, conn, opts, def, result, c, clog, started, held)
     end
     local lazy = doc._content
     doc._content = nil
+    -- Without lazy content the document is still what content_hash walked
+    -- (but for a default _timestamp): a sink may write it from that walk.
+    local hashed = lazy == nil
     if lazy ~= nil then
       if type(lazy) ~= "function" then return doc_error(id, "_content must be a function") end
       local ok, fields, ferr = pcall(lazy, doc)
@@ -310,7 +313,7 @@ function M._sync_locked(cfg, conn, opts, def, result, c, clog, started, held)
       clean_tree(doc)
     end
     if type(doc.body) == "string" then c.bytes = c.bytes + #doc.body end
-    local ok, perr = pcall(sink.put, sink, doc, hash)
+    local ok, perr = pcall(sink.put, sink, doc, hash, hashed)
     if not ok then error({ fatal = "sink: " .. tostring(perr) }, 0) end
     state:put(key, id, hash, job)
     c.indexed = c.indexed + 1

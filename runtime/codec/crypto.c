@@ -39,6 +39,7 @@
 #include <string.h>
 #include <xxhash.h>
 
+#include "codec/crypto.h"
 #include "codec/keyorder.h"
 #include "codec/json.h"
 #include "codec/text.h"
@@ -187,6 +188,26 @@ static int l_sha256_canonical(lua_State *L)
  * serialise the same. */
 
 #define CH_MAX_DEPTH SL_JSON_MAX_DEPTH
+#define SL_CANONICAL_KEY "sluice.content_hash.last"
+
+/* content_hash's buffer, kept after the call: the form of the document it
+ * hashed last, for the sinks (sl_content_canonical). */
+typedef struct sl_canonical {
+    sl_json_buf b; /* first: the buffer metatable's __gc frees it */
+    const void *doc;
+    int valid;
+} sl_canonical;
+
+const char *sl_content_canonical(lua_State *L, int idx, size_t *len)
+{
+    lua_getfield(L, LUA_REGISTRYINDEX, SL_CANONICAL_KEY);
+    sl_canonical *c = lua_touserdata(L, -1);
+    lua_pop(L, 1); /* the registry keeps it alive */
+    if (!c || !c->valid || c->doc != lua_topointer(L, idx))
+        return NULL;
+    *len = c->b.len;
+    return c->b.ptr;
+}
 #define CH_EXACT_INT 9007199254740992.0
 #define CH_FAST_KEYS 32
 
@@ -194,6 +215,7 @@ typedef struct ch_walk {
     lua_State *L;
     sl_json_buf *b;
     const char *err;
+    int lossy; /* left out a value a JSON writer would write */
 } ch_walk;
 
 /* Makes room for n more bytes (an sl_json_buf is realloc'd memory). */
@@ -267,13 +289,19 @@ static size_t ch_number_text(double d, char out[40])
     return (size_t)len;
 }
 
-/* Values the canonical form leaves out (codec/json.c is_skippable). */
-static int ch_skippable(lua_State *L, int idx)
+/* Values the canonical form leaves out (codec/json.c is_skippable). All
+ * but functions the sinks' JSON writer may write (int64 cdata, userdata
+ * with a __jsontype), so leaving one out makes the form unfit for
+ * sl_content_canonical. */
+static int ch_skippable(ch_walk *w, int idx)
 {
-    int t = lua_type(L, idx);
-    if (t == LUA_TLIGHTUSERDATA)
-        return lua_touserdata(L, idx) != NULL;
-    return t == LUA_TFUNCTION || t == LUA_TUSERDATA || t == LUA_TTHREAD || t > LUA_TTHREAD;
+    int t = lua_type(w->L, idx);
+    if (t == LUA_TFUNCTION)
+        return 1;
+    int skip = t == LUA_TLIGHTUSERDATA ? lua_touserdata(w->L, idx) != NULL
+                                       : t == LUA_TUSERDATA || t == LUA_TTHREAD || t > LUA_TTHREAD;
+    w->lossy |= skip;
+    return skip;
 }
 
 static int ch_value(ch_walk *w, int idx, int depth);
@@ -329,7 +357,7 @@ static int ch_array(ch_walk *w, int idx, size_t n, int depth)
         return -1;
     for (size_t i = 1; i <= n; i++) {
         lua_rawgeti(L, idx, (int)i);
-        int rc = ch_skippable(L, -1) ? ch_put(w, "n", 1)
+        int rc = ch_skippable(w, -1) ? ch_put(w, "n", 1)
                                       : ch_member(w, lua_gettop(L), idx, 0, i, depth);
         lua_pop(L, 1);
         if (rc)
@@ -418,7 +446,7 @@ static int ch_sorted(ch_walk *w, ch_key *keys, size_t m)
  * vidx. */
 static int ch_pair(ch_walk *w, int t, const ch_key *k, int kidx, int vidx, int depth)
 {
-    if (ch_skippable(w->L, vidx))
+    if (ch_skippable(w, vidx))
         return 0;
     return ch_tag(w, 'k', k->n, k->s, k->n) || ch_member(w, vidx, t, kidx, 0, depth);
 }
@@ -542,7 +570,7 @@ static int ch_table_fast(ch_walk *w, int idx, int depth)
             slot[(size_t)keys[i].num - 1] = keys[i].v;
         rc = ch_head(w, 'a', m);
         for (size_t i = 0; i < m && !rc; i++)
-            rc = ch_skippable(L, slot[i]) ? ch_put(w, "n", 1)
+            rc = ch_skippable(w, slot[i]) ? ch_put(w, "n", 1)
                                           : ch_member(w, slot[i], idx, 0, i + 1, depth);
         rc = rc || ch_put(w, "e", 1);
     } else {
@@ -614,16 +642,21 @@ static int l_content_hash(lua_State *L)
 {
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_settop(L, 1);
-    sl_json_buf *b = lua_touserdata(L, lua_upvalueindex(1));
-    ch_walk w = {L, b, NULL};
-    b->len = 0;
-    int failed = ch_value(&w, 1, 0) != 0;
-    XXH128_canonical_t sum;
-    if (!failed)
-        XXH128_canonicalFromHash(&sum, XXH3_128bits(b->ptr, b->len));
-    b->len = 0;
+    sl_canonical *c = lua_touserdata(L, lua_upvalueindex(1));
+    sl_json_buf *b = &c->b;
+    /* the last form is kept for sl_content_canonical until this call */
+    c->valid = 0;
     if (b->cap > SL_CRYPTO_BUF_KEEP)
         sl_json_buf_free(b);
+    b->len = 0;
+    ch_walk w = {L, b, NULL, 0};
+    int failed = ch_value(&w, 1, 0) != 0;
+    XXH128_canonical_t sum;
+    if (!failed) {
+        XXH128_canonicalFromHash(&sum, XXH3_128bits(b->ptr, b->len));
+        c->valid = !w.lossy;
+        c->doc = lua_topointer(L, 1);
+    }
     if (failed) {
         lua_pushnil(L);
         lua_pushstring(L, w.err);
@@ -952,9 +985,14 @@ int luaopen_sluice_crypto(lua_State *L)
     memset(b, 0, sizeof *b);
     luaL_getmetatable(L, SL_CRYPTO_BUF_T);
     lua_setmetatable(L, -2);
-    lua_pushvalue(L, -1);
     lua_pushcclosure(L, l_sha256_canonical, 1);
-    lua_setfield(L, -3, "sha256_canonical");
+    lua_setfield(L, -2, "sha256_canonical");
+    sl_canonical *c = lua_newuserdata(L, sizeof *c); /* [crypto canon] */
+    memset(c, 0, sizeof *c);
+    luaL_getmetatable(L, SL_CRYPTO_BUF_T); /* its __gc frees c->b, the first member */
+    lua_setmetatable(L, -2);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, LUA_REGISTRYINDEX, SL_CANONICAL_KEY);
     lua_pushcclosure(L, l_content_hash, 1);
     lua_setfield(L, -2, "content_hash");
     return 1;

@@ -399,16 +399,20 @@ static int after_action(lua_State *L, es_client *c)
     return sl_task_await(L, wait_cancel, c);
 }
 
-/* client:put(doc, hash) -> true | nil, err
+/* client:put(doc, hash[, hashed]) -> true | nil, err
  * Queues doc (a table with a string _id) for indexing, with hash stored in
- * the hash field. Yields while every slot is busy. err: the document cannot
- * be encoded (nothing queued), or the sink has failed. */
+ * the hash field. hashed: doc is what crypto.content_hash hashed last,
+ * unchanged since but for a _timestamp (its JSON then comes from the
+ * hash's walk, see es_bulk_add_doc). Yields while every slot is busy. err:
+ * the document cannot be encoded (nothing queued), or the sink has
+ * failed. */
 static int l_put(lua_State *L)
 {
     es_client *c = check_client(L);
     luaL_checktype(L, 2, LUA_TTABLE);
     size_t hlen = 0;
     const char *hash = luaL_optlstring(L, 3, NULL, &hlen);
+    int hashed = lua_toboolean(L, 4);
     lua_settop(L, 3);
     lua_getfield(L, 2, "_id");
     if (lua_type(L, -1) != LUA_TSTRING)
@@ -418,7 +422,7 @@ static int l_put(lua_State *L)
     if (c->fatal)
         return push_fatal(L, c);
     const char *err;
-    if (es_bulk_add_doc(c, L, 2, id, idlen, hash, hlen, &err) != 0) {
+    if (es_bulk_add_doc(c, L, 2, id, idlen, hash, hlen, hashed, &err) != 0) {
         lua_pushnil(L);
         lua_pushfstring(L, "cannot encode document: %s", err);
         return 2;

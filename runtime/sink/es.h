@@ -178,9 +178,12 @@ const char *es_http_strerror(CURLcode rc, long os_errno, const char *errbuf);
 es_batch *es_batch_get(es_client *c);
 void es_batch_put(es_client *c, es_batch *b);
 /* Encodes one index action for the table at doc (id and hash strings) into
- * c->cur; returns 0, or -1 with *err (nothing added). */
+ * c->cur; returns 0, or -1 with *err (nothing added). hashed: doc is the
+ * table crypto.content_hash walked last and has not changed since, but
+ * for its _timestamp; its JSON is then written from the hash's canonical
+ * form (codec/crypto.h) when that form is usable. */
 int es_bulk_add_doc(es_client *c, lua_State *L, int doc, const char *id, size_t id_len,
-                    const char *hash, size_t hash_len, const char **err);
+                    const char *hash, size_t hash_len, int hashed, const char **err);
 int es_bulk_add_delete(es_client *c, const char *id, size_t id_len, const char **err);
 /* Decides what a finished bulk request means for each of its items.
  * status 0 with transport_err: the request failed before an answer. */

@@ -21,6 +21,7 @@
  * The common answer ("errors":false) is recognised from its first bytes and
  * never decoded; only answers with errors are turned into Lua tables.
  */
+#include "codec/crypto.h"
 #include "sink/es.h"
 
 #include "codec/json.h"
@@ -302,8 +303,11 @@ static int add_action_line(sl_jsonbuf *body, const char *op, const char *id, siz
            sl_jsonbuf_append(body, "}}\n", 3);
 }
 
+static int finish_doc(es_client *c, es_batch *b, size_t mark, const char *id, size_t id_len,
+                      const char **err);
+
 int es_bulk_add_doc(es_client *c, lua_State *L, int doc, const char *id, size_t id_len,
-                    const char *hash, size_t hash_len, const char **err)
+                    const char *hash, size_t hash_len, int hashed, const char **err)
 {
     es_batch *b = cur_batch(c);
     *err = "out of memory";
@@ -317,8 +321,44 @@ int es_bulk_add_doc(es_client *c, lua_State *L, int doc, const char *id, size_t 
     }
     /* The id travels in the action line (Elasticsearch rejects _id inside
      * the source) and the content hash inside the source, so a lost state
-     * database can be rebuilt from the index. Raw sets: the engine's table
-     * has no metamethods to run. */
+     * database can be rebuilt from the index. */
+    size_t form_len;
+    const char *form = hashed ? sl_content_canonical(L, doc, &form_len) : NULL;
+    lua_pushliteral(L, "_timestamp");
+    lua_rawget(L, doc); /* [ts]: the engine may have set it after hashing */
+    int ts_type = lua_type(L, -1);
+    if (form && (ts_type == LUA_TSTRING || ts_type == LUA_TNIL)) {
+        /* the document content_hash just walked: written from that form,
+         * with the hash and the document's _timestamp added */
+        const char *drop[] = {"_id", c->hash_field, "_timestamp"};
+        int members;
+        unsigned found;
+        int rc = sl_jsonbuf_canonical_open(&b->body, form, form_len, drop, 3, &members, &found);
+        if (rc == 0 && ts_type == LUA_TSTRING) {
+            size_t tn;
+            const char *ts = lua_tolstring(L, -1, &tn);
+            if (members++ > 0)
+                rc = sl_jsonbuf_putc(&b->body, ',');
+            rc = rc || sl_jsonbuf_append(&b->body, "\"_timestamp\":", 13) ||
+                 sl_jsonbuf_string(&b->body, ts, tn);
+        }
+        lua_pop(L, 1);
+        if (rc == 0 && hash) {
+            if (members > 0)
+                rc = sl_jsonbuf_putc(&b->body, ',');
+            rc = rc || sl_jsonbuf_string(&b->body, c->hash_field, strlen(c->hash_field)) ||
+                 sl_jsonbuf_putc(&b->body, ':') || sl_jsonbuf_string(&b->body, hash, hash_len);
+        }
+        if (rc == 0)
+            rc = sl_jsonbuf_putc(&b->body, '}');
+        if (rc != 0) {
+            b->body.len = mark;
+            return -1;
+        }
+        return finish_doc(c, b, mark, id, id_len, err);
+    }
+    lua_pop(L, 1);
+    /* Raw sets: the engine's table has no metamethods to run. */
     lua_pushliteral(L, "_id");
     lua_rawget(L, doc); /* [saved_id] */
     lua_pushliteral(L, "_id");
@@ -339,12 +379,23 @@ int es_bulk_add_doc(es_client *c, lua_State *L, int doc, const char *id, size_t 
         lua_pushnil(L);
         lua_rawset(L, doc);
     }
+    if (rc != 0) {
+        b->body.len = mark;
+        return -1;
+    }
+    return finish_doc(c, b, mark, id, id_len, err);
+}
+
+/* Ends the source line of the document that starts at mark and records
+ * its item. */
+static int finish_doc(es_client *c, es_batch *b, size_t mark, const char *id, size_t id_len,
+                      const char **err)
+{
     size_t id_off = b->ids.len;
     es_item *it;
-    if (rc != 0 || sl_jsonbuf_putc(&b->body, '\n') != 0 ||
-        sl_jsonbuf_append(&b->ids, id, id_len) != 0 || !(it = item_push(b))) {
-        if (rc == 0)
-            *err = "out of memory";
+    if (sl_jsonbuf_putc(&b->body, '\n') != 0 || sl_jsonbuf_append(&b->ids, id, id_len) != 0 ||
+        !(it = item_push(b))) {
+        *err = "out of memory";
         b->body.len = mark;
         b->ids.len = id_off;
         return -1;

@@ -59,4 +59,17 @@ int sl_jsonbuf_number(sl_jsonbuf *b, double x);
  */
 int sl_jsonbuf_value(sl_jsonbuf *b, lua_State *L, int idx, const char **err);
 
+/*
+ * Appends the top-level object of a content-hash canonical form (see
+ * codec/crypto.h) as JSON, without its closing '}': the caller appends
+ * members of its own and closes it. Members named drop[0..ndrop-1] are left
+ * out. Values come out as sl_jsonbuf_value writes the same tree (the form
+ * keeps keys sorted, strings as they are, numbers as doubles). *members
+ * counts what was written; *found has bit i set when drop[i] was met.
+ * Returns 0, or -1 when out of memory or the form is not an object (the
+ * buffer is then as it was).
+ */
+int sl_jsonbuf_canonical_open(sl_jsonbuf *b, const char *form, size_t n, const char *const *drop,
+                              int ndrop, int *members, unsigned *found);
+
 #endif

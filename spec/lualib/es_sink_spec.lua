@@ -100,6 +100,56 @@ describe("elasticsearch sink", function()
     assert.are.equal(1, puts)
   end)
 
+  it("writes a document from the content hash's walk exactly as from its table", function()
+    local crypto = require("sluice.crypto")
+    local arr = setmetatable({}, { __jsontype = "array" })
+    local docs = {
+      { s = "plain", n = 42, f = 0.1, big = 2 ^ 60, neg = -7.25, tiny = 1e-300, t = true, fa = false },
+      { q = 'quote " back \\ slash / tab\t nl\n \1 ctl', u = "h\195\169llo \240\159\142\137", bad = "a\255b" },
+      { nested = { a = { b = { c = { 1, 2, 3 }, objs = { { d = "deep" }, { d = "er" } } } }, _id = "inner id stays" },
+        list = { "x", json.null, "z" } },
+      { empty = {}, emptyarr = arr, sparse = { [1] = "a", [3] = "c" }, [7] = "number key", [1.5] = "float key" },
+      { fn = function() end, keep = "functions are left out", arrfn = { 1, function() end, 3 } },
+      { _timestamp = "2024-02-29T13:45:30.000Z", body = "has its own timestamp" },
+      { _sluice_hash = "from the source", body = "a source field named like the hash field" },
+      { body = string.rep("long \226\130\172 text ", 3000) },
+    }
+    local s = assert(open(d))
+    for i, base in ipairs(docs) do
+      local a = { _id = "a" .. i }
+      for k, v in pairs(base) do a[k] = v end
+      local hash = assert(crypto.content_hash(a))
+      -- the engine's default timestamp comes after the hash
+      if a._timestamp == nil then a._timestamp = "2026-01-01T00:00:00.000Z" end
+      local b = { _id = "b" .. i }
+      for k, v in pairs(a) do if k ~= "_id" then b[k] = v end end -- cleaned strings, same values
+      assert.is_true(s:put(a, hash, true))
+      assert.is_true(s:put(b, hash, false))
+      assert.are.equal("a" .. i, a._id) -- the table is left as it was
+    end
+    assert.is_nil(s:flush())
+    for i = 1, #docs do
+      local ga = control(d, "GET", "/search-t/_doc/a" .. i)._source
+      local gb = control(d, "GET", "/search-t/_doc/b" .. i)._source
+      assert.is_table(ga)
+      assert.are.same(gb, ga)
+      assert.is_nil(ga._id)
+      assert.are.equal(64 / 2, #ga._sluice_hash)
+      assert.is_string(ga._timestamp)
+    end
+    -- a document changed after its hash, or another table, gets its own walk
+    local x = { _id = "x", v = "before" }
+    local hash = assert(crypto.content_hash(x))
+    x.v = "after"
+    assert.is_true(s:put({ _id = "y", v = "other" }, hash, true))
+    assert(crypto.content_hash({ _id = "z" }))
+    assert.is_true(s:put(x, hash, true))
+    assert.is_nil(s:flush())
+    assert.are.equal("other", control(d, "GET", "/search-t/_doc/y")._source.v)
+    assert.are.equal("after", control(d, "GET", "/search-t/_doc/x")._source.v)
+    s:close()
+  end)
+
   it("indexes, counts after a refresh and streams ids and hashes back (3 pages)", function()
     local s = assert(open(d))
     for i = 1, 2500 do s:put(doc(string.format("d%04d", i)), "hash" .. i) end

@@ -159,9 +159,11 @@ function Sink:drain_logs()
   end
 end
 
---- Queues a document; yields while every bulk slot is busy.
-function Sink:put(doc, hash)
-  local ok, err = self.c:put(doc, hash)
+--- Queues a document; yields while every bulk slot is busy. hashed: doc
+-- is what crypto.content_hash hashed last, unchanged since but for its
+-- _timestamp (the C side then writes it from the hash's walk).
+function Sink:put(doc, hash, hashed)
+  local ok, err = self.c:put(doc, hash, hashed)
   if ok then return true end
   local why = self.c:failed()
   if why then fatal("elasticsearch: " .. why) end
