@@ -283,8 +283,8 @@ static int result_open(sl_my_conn *c, lua_State *L, int binary)
     return 0;
 }
 
-/* A row is an array, or with a shape a document: either way one slot
- * above the rows. */
+/* A row is an array (one slot above the rows), or with a shape a
+ * document (SL_ROWDOC_SLOTS slots until row_end). */
 static void row_begin(sl_my_conn *c, lua_State *L)
 {
     lua_rawgeti(L, LUA_REGISTRYINDEX, c->rows_ref);
@@ -301,6 +301,12 @@ static void row_set(sl_my_conn *c, lua_State *L, unsigned i)
         sl_rowdoc_set(L, c->shape, (int)i);
     else
         lua_rawseti(L, -2, (int)i + 1);
+}
+
+/* Drops a row given up half-way, and the rows table under it. */
+static void row_abort(sl_my_conn *c, lua_State *L)
+{
+    lua_pop(L, 1 + (c->shape ? SL_ROWDOC_SLOTS : 1));
 }
 
 static void row_end(sl_my_conn *c, lua_State *L)
@@ -353,7 +359,7 @@ static int push_row_stmt(sl_my_conn *c, lua_State *L)
                 if (bc->len > bc->cap) { /* truncated: grow, read it again */
                     char *nb = realloc(bc->buf, bc->len);
                     if (!nb) {
-                        lua_pop(L, 2);
+                        row_abort(c, L);
                         failf(c, "out of memory");
                         return -1;
                     }
@@ -362,7 +368,7 @@ static int push_row_stmt(sl_my_conn *c, lua_State *L)
                     c->rbind[i].buffer = nb;
                     c->rbind[i].buffer_length = bc->cap;
                     if (mysql_stmt_fetch_column(c->stmt, &c->rbind[i], i, 0)) {
-                        lua_pop(L, 2);
+                        row_abort(c, L);
                         fail_stmt(c);
                         return -1;
                     }

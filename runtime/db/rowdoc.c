@@ -81,6 +81,23 @@ static int part_put(part *pt, const char *s, size_t n, int escape)
     return 0;
 }
 
+/* The decimal digits of v; returns the length. */
+static int fmt_int(char *out, long long v)
+{
+    char tmp[24];
+    int n = 0, len = 0;
+    unsigned long long u = v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v;
+    do {
+        tmp[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        out[len++] = '-';
+    while (n)
+        out[len++] = tmp[--n];
+    return len;
+}
+
 /* The key part of the value on top of the stack, as sluice.sql's
  * key_string makes it. */
 static void key_part(lua_State *L, sl_rowdoc *s, part *pt)
@@ -91,7 +108,7 @@ static void key_part(lua_State *L, sl_rowdoc *s, part *pt)
     case LUA_TNUMBER: {
         double v = lua_tonumber(L, -1);
         if (v == floor(v) && v > -9007199254740992.0 && v < 9007199254740992.0)
-            n = snprintf(tmp, sizeof tmp, "%lld", (long long)v);
+            n = fmt_int(tmp, (long long)v); /* snprintf was a third of a row's shaping */
         else if (v == floor(v) && v > -9223372036854775808.0 && v < 9223372036854775808.0)
             n = snprintf(tmp, sizeof tmp, "%.0f", v);
         else
@@ -313,20 +330,21 @@ void sl_rowdoc_free(lua_State *L, sl_rowdoc *s)
 
 int sl_rowdoc_ncols(const sl_rowdoc *s) { return s->ncols; }
 
-/* Pushes strs[i] (the shape's strings table sits in the registry). */
-static void push_str(lua_State *L, const sl_rowdoc *s, int i)
+/* While a row is built the stack holds [strs doc]: strs is the shape's
+ * strings table, at a fixed distance from the top (`at`, counted from the
+ * top at the time of the call), so that a field name costs one lookup. */
+static void push_str(lua_State *L, int at, int i)
 {
-    lua_rawgeti(L, LUA_REGISTRYINDEX, s->strs_ref);
-    lua_rawgeti(L, -1, i);
-    lua_replace(L, -2);
+    lua_rawgeti(L, at, i);
 }
 
 void sl_rowdoc_begin(lua_State *L, sl_rowdoc *s)
 {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, s->strs_ref);
     /* the fields, _id, doc[kind] and _timestamp: never a resize */
     lua_createtable(L, 0, s->nfields + 3);
-    push_str(L, s, s->ncols + STR_KIND);
-    push_str(L, s, s->ncols + STR_NAME);
+    push_str(L, -2, s->ncols + STR_KIND);
+    push_str(L, -3, s->ncols + STR_NAME);
     lua_rawset(L, -3);
     for (int i = 0; i < s->nids; i++)
         s->parts[i].set = 0;
@@ -361,7 +379,7 @@ void sl_rowdoc_set(lua_State *L, sl_rowdoc *s, int col)
         }
     }
     if (col == s->ts) {
-        push_str(L, s, s->ncols + STR_TS);
+        push_str(L, -3, s->ncols + STR_TS); /* strs doc v */
         if (lua_type(L, -2) == LUA_TSTRING) {
             size_t n;
             const char *v = lua_tolstring(L, -2, &n);
@@ -381,13 +399,14 @@ void sl_rowdoc_set(lua_State *L, sl_rowdoc *s, int col)
         lua_pop(L, 1);
         return;
     }
-    push_str(L, s, col + 1); /* doc, v, name */
+    push_str(L, -3, col + 1); /* strs doc v name */
     lua_insert(L, -2);
     lua_rawset(L, -3);
 }
 
 void sl_rowdoc_end(lua_State *L, sl_rowdoc *s)
 {
+    lua_remove(L, -2); /* strs */
     if (s->bad_key)
         return; /* no _id: the engine reports the document */
     size_t n = s->prefix_len;
@@ -409,7 +428,7 @@ void sl_rowdoc_end(lua_State *L, sl_rowdoc *s)
             *o++ = 'N';
         }
     }
-    push_str(L, s, s->ncols + STR_ID);
+    lua_pushliteral(L, "_id");
     lua_pushlstring(L, s->buf, (size_t)(o - s->buf));
     lua_rawset(L, -3);
 }

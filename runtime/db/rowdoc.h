@@ -13,9 +13,10 @@
  * callers, and spec/lualib/sql_spec.lua checks both agree).
  *
  * Usage from a driver, for each row:
- *   sl_rowdoc_begin(L, s);                 -- pushes the document
+ *   sl_rowdoc_begin(L, s);                 -- pushes two slots: strs, document
  *   for each column: push its value (nil for NULL); sl_rowdoc_set(L, s, col);
- *   sl_rowdoc_end(L, s);                   -- sets _id; the document stays
+ *   sl_rowdoc_end(L, s);                   -- sets _id; one slot: the document
+ * A driver that gives up on a row half-way pops SL_ROWDOC_SLOTS slots.
  */
 #ifndef SL_DB_ROWDOC_H
 #define SL_DB_ROWDOC_H
@@ -23,6 +24,8 @@
 #include <lua.h>
 
 typedef struct sl_rowdoc sl_rowdoc;
+
+#define SL_ROWDOC_SLOTS 2 /* stack slots a row holds while it is built */
 
 /* Builds a shape from the Lua table at idx:
  *   { fields = {name | false, ...} (one per column; false: not a field),
