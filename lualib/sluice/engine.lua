@@ -16,13 +16,16 @@
 -- broke: nothing deleted), "interrupted" (M.interrupt, on a signal: stopped
 -- at the next document, nothing deleted).
 --
--- The per-document path is the hot loop of every sync (bench/engine.lua
--- measures it): one C call cleans the document's text and takes its content
--- hash straight from the table (crypto.content_hash: the text.clean_tree
--- policy and XXH3-128 of its canonical form, in one walk), and an unchanged
--- document costs one state statement. Hashing the cleaned document is as good for change
--- detection as hashing the raw one (cleaning is deterministic), and it is
--- what gets written.
+-- The per-document path is the hot loop of every sync (bench/run.lua and
+-- bench/db_*.lua measure it): one C call cleans the document's text and
+-- takes its content hash straight from the table (crypto.content_hash: the
+-- text.clean_tree policy and XXH3-128 of its canonical form, in one walk),
+-- and an unchanged document costs one state statement. Hashing the cleaned
+-- document is as good for change detection as hashing the raw one (cleaning
+-- is deterministic), and it is what gets written: a document without lazy
+-- content goes to the sink flagged `hashed`, and the Elasticsearch sink
+-- writes its JSON from the hash's walk instead of walking it again. State
+-- writes are deferred to SQLite's writer thread (sluice.state).
 -- @module sluice.engine
 local json = require("sluice.json")
 local crypto = require("sluice.crypto")
