@@ -47,7 +47,32 @@ typedef struct {
     size_t out_len, out_off, out_cap;
 } conn;
 
-static long long total_docs;
+/* Documents per index (the path's first segment), so that a sync into a
+ * fresh index sees a count of 0 and its engine does not rebuild state
+ * from an index that only looks full. */
+#define MAX_INDEXES 256
+static struct {
+    char name[256];
+    long long docs;
+} indexes[MAX_INDEXES];
+static int nindexes;
+
+static long long *index_docs(const char *path)
+{
+    static long long other;
+    const char *p = path[0] == '/' ? path + 1 : path;
+    size_t n = strcspn(p, "/?");
+    if (n == 0 || p[0] == '_' || n >= sizeof indexes[0].name)
+        return &other;
+    for (int i = 0; i < nindexes; i++)
+        if (strlen(indexes[i].name) == n && memcmp(indexes[i].name, p, n) == 0)
+            return &indexes[i].docs;
+    if (nindexes == MAX_INDEXES)
+        return &other;
+    memcpy(indexes[nindexes].name, p, n);
+    indexes[nindexes].name[n] = 0;
+    return &indexes[nindexes++].docs;
+}
 
 static void out_add(conn *c, const char *s, size_t n)
 {
@@ -115,7 +140,7 @@ static void answer(conn *c)
     if (strstr(p, "/_bulk")) {
         if (!c->at_line_start)
             end_prefix(c); /* a last line without newline */
-        total_docs += c->actions;
+        *index_docs(p) += c->actions;
         static const char item[] = "{\"index\":{\"status\":201}}";
         size_t len = 30 + (size_t)c->actions * (sizeof item);
         char *b = malloc(len + 1);
@@ -137,7 +162,7 @@ static void answer(conn *c)
         respond(c, 200, info, sizeof info - 1, strcmp(m, "HEAD") == 0);
     } else if (strstr(p, "/_count")) {
         char b[64];
-        int n = snprintf(b, sizeof b, "{\"count\":%lld}", total_docs);
+        int n = snprintf(b, sizeof b, "{\"count\":%lld}", *index_docs(p));
         respond(c, 200, b, (size_t)n, 0);
     } else if (strstr(p, "/_refresh") || strcmp(m, "PUT") == 0 || strcmp(m, "HEAD") == 0) {
         static const char ok[] = "{\"acknowledged\":true}";
