@@ -187,11 +187,41 @@ static size_t put_fraction(char *p, size_t cap, const sl_my_col *col, unsigned l
     } else {
         return 0;
     }
-    snprintf(digits, sizeof digits, "%06lu", usec % 1000000UL);
+    unsigned long u = usec % 1000000UL;
+    for (int i = 5; i >= 0; i--, u /= 10)
+        digits[i] = (char)('0' + u % 10);
     if (col->decimals > FIXED_DEC_MAX)
         while (n > 1 && digits[n - 1] == '0')
             n--;
-    return (size_t)snprintf(p, cap, ".%.*s", n, digits);
+    if (cap < (size_t)n + 1)
+        return 0;
+    p[0] = '.';
+    memcpy(p + 1, digits, (size_t)n);
+    return (size_t)n + 1;
+}
+
+static char *two(char *p, unsigned v)
+{
+    p[0] = (char)('0' + v / 10);
+    p[1] = (char)('0' + v % 10);
+    return p + 2;
+}
+
+/* "YYYY-MM-DDThh:mm:ss" (19 bytes) for fields that fit their widths. */
+static size_t put_datetime(char *buf, const MYSQL_TIME *t)
+{
+    char *p = two(two(buf, t->year / 100), t->year % 100);
+    *p++ = '-';
+    p = two(p, t->month);
+    *p++ = '-';
+    p = two(p, t->day);
+    *p++ = 'T';
+    p = two(p, t->hour);
+    *p++ = ':';
+    p = two(p, t->minute);
+    *p++ = ':';
+    p = two(p, t->second);
+    return (size_t)(p - buf);
 }
 
 void sl_my_push_time(lua_State *L, const sl_my_col *col, const MYSQL_TIME *t)
@@ -212,10 +242,15 @@ void sl_my_push_time(lua_State *L, const sl_my_col *col, const MYSQL_TIME *t)
         lua_pushnil(L);
         return;
     }
-    n = (size_t)snprintf(buf, sizeof buf, "%04u-%02u-%02u", t->year, t->month, t->day);
-    if (col->kind != SL_MY_DATE) {
-        n += (size_t)snprintf(buf + n, sizeof buf - n, "T%02u:%02u:%02u", t->hour, t->minute,
-                              t->second);
+    if (t->year > 9999 || t->month > 99 || t->day > 99 || t->hour > 99 || t->minute > 99 ||
+        t->second > 99) /* never from a server; printf's widths then */
+        n = (size_t)snprintf(buf, sizeof buf, "%04u-%02u-%02uT%02u:%02u:%02u", t->year,
+                             t->month, t->day, t->hour, t->minute, t->second);
+    else /* by hand: snprintf was most of a DATETIME row's cost */
+        n = put_datetime(buf, t);
+    if (col->kind == SL_MY_DATE) {
+        n = 10;
+    } else {
         n += put_fraction(buf + n, sizeof buf - n, col, t->second_part);
         if (col->kind == SL_MY_TIMESTAMP && n + 1 < sizeof buf)
             buf[n++] = 'Z';
