@@ -11,7 +11,7 @@ BUILD_PKGS="build-essential cmake pkg-config git ca-certificates
 libluajit2-5.1-dev luajit2 libcurl4-openssl-dev libuv1-dev libyaml-dev libssl-dev
 libsqlite3-dev sqlite3 lua-cjson-dev libmagic-dev zlib1g-dev
 libpq-dev libmariadb-dev libhiredis-dev
-libxml2-dev libzip-dev libexpat1-dev libuchardet-dev libpoppler-glib-dev libxxhash-dev time"
+libxml2-dev libzip-dev libdeflate-dev libexpat1-dev libuchardet-dev libpoppler-glib-dev libxxhash-dev time"
 TEST_PKGS="lua-busted python3 openssl clang libclang-rt-14-dev
 postgresql-15 postgresql-client-15 mariadb-server mariadb-client redis-server poppler-utils
 libreoffice-writer-nogui libreoffice-calc-nogui libreoffice-impress-nogui"

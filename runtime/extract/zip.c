@@ -1,8 +1,9 @@
 /*
  * Zip containers from memory for the Office extractors (see zip.h).
  *
- * libzip does the container work (central directory, inflate, CRC); this file
- * adds what libzip leaves to its caller: caps on what comes out of the
+ * libzip does the container work (central directory, inflate, CRC), and
+ * libdeflate inflates the entries small enough to inflate whole (faster than
+ * zlib's streaming inflate); this file adds what both leave to their caller: caps on what comes out of the
  * inflater, counted as it comes, so a 10 GB entry of zeros in a 10 MB zip, or
  * an entry whose real size is far above what its header says, stops at the
  * cap instead of filling memory. The XML half gives libxml2 the same stream and
@@ -11,9 +12,11 @@
 #include "extract/zip.h"
 #include "extract/extract.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <stdint.h>
+#include <libdeflate.h>
 #include <libxml/parser.h>
 #include <libxml/parserInternals.h>
 #include <zip.h>
@@ -21,6 +24,10 @@
 /* Inflate in chunks this big: large enough that the parser's per-call overhead
  * vanishes, small enough to stay in cache. */
 #define SL_ZIP_CHUNK (64 * 1024)
+/* Entries declared up to this size inflate whole with libdeflate (the
+ * parts of nearly every office file); larger ones stream through zlib, so
+ * a big sheet never sits in memory whole. */
+#define SL_ZIP_WHOLE_MAX (4u << 20)
 
 struct sl_zip {
     zip_t *za;
@@ -140,31 +147,131 @@ static int sl_zip_code_of(int ze)
     return SL_ZIP_CORRUPT;
 }
 
+/* Inflates entry idx in one call to libdeflate (2-3 times faster than
+ * zlib's streaming inflate) into *out, exactly st->size bytes with the CRC
+ * checked. Only for an unencrypted deflated entry declared at most
+ * SL_ZIP_WHOLE_MAX bytes and within what the caps leave, so that counting
+ * its bytes can stop nothing the streaming read would not. Returns 1 when
+ * *out holds the entry; 0 when the entry is not one for this path or is not
+ * exactly what its header says (then the streaming read takes it from the
+ * start and tells what is wrong, as it always did); -1 out of memory. */
+/* One decompressor per thread (setting one up costs more than inflating a
+ * small part), freed when the thread ends. */
+static pthread_key_t sl_zip_dkey;
+static int sl_zip_dkey_ok;
+static pthread_once_t sl_zip_donce = PTHREAD_ONCE_INIT;
+
+static void sl_zip_dfree(void *d)
+{
+    libdeflate_free_decompressor(d);
+}
+
+static void sl_zip_dinit(void)
+{
+    sl_zip_dkey_ok = pthread_key_create(&sl_zip_dkey, sl_zip_dfree) == 0;
+}
+
+/* NULL when out of memory, or when no key was left: then entries stream. */
+static struct libdeflate_decompressor *sl_zip_decompressor(void)
+{
+    pthread_once(&sl_zip_donce, sl_zip_dinit);
+    if (!sl_zip_dkey_ok)
+        return NULL;
+    struct libdeflate_decompressor *d = pthread_getspecific(sl_zip_dkey);
+    if (!d) {
+        d = libdeflate_alloc_decompressor();
+        if (d && pthread_setspecific(sl_zip_dkey, d) != 0) {
+            libdeflate_free_decompressor(d);
+            d = NULL;
+        }
+    }
+    return d;
+}
+
+static int sl_zip_whole(sl_zip *z, zip_uint64_t idx, const zip_stat_t *st, char **out)
+{
+    const zip_uint64_t need = ZIP_STAT_SIZE | ZIP_STAT_COMP_SIZE | ZIP_STAT_COMP_METHOD |
+                              ZIP_STAT_CRC | ZIP_STAT_ENCRYPTION_METHOD;
+    if ((st->valid & need) != need || st->comp_method != ZIP_CM_DEFLATE ||
+        st->encryption_method != ZIP_EM_NONE || st->size == 0 || st->size > SL_ZIP_WHOLE_MAX ||
+        st->comp_size == 0 || st->comp_size > SL_ZIP_WHOLE_MAX + SL_ZIP_CHUNK)
+        return 0;
+    if ((z->caps.max_entry && st->size > z->caps.max_entry) ||
+        (z->caps.max_total && z->total + st->size > z->caps.max_total))
+        return 0;
+    zip_file_t *zf = zip_fopen_index(z->za, idx, ZIP_FL_COMPRESSED);
+    if (!zf)
+        return 0;
+    struct libdeflate_decompressor *d = sl_zip_decompressor();
+    char *in = d ? malloc(st->comp_size) : NULL;
+    char *o = in ? malloc(st->size) : NULL;
+    if (!o) {
+        zip_fclose(zf);
+        free(in);
+        return d ? -1 : 0;
+    }
+    size_t got = 0;
+    int ok = zip_fread(zf, in, st->comp_size) == (zip_int64_t)st->comp_size &&
+             libdeflate_deflate_decompress(d, in, st->comp_size, o, st->size, &got) ==
+                 LIBDEFLATE_SUCCESS &&
+             got == st->size && libdeflate_crc32(0, o, got) == st->crc;
+    zip_fclose(zf);
+    free(in);
+    if (!ok) {
+        free(o);
+        return 0;
+    }
+    *out = o;
+    return 1;
+}
+
 int sl_zip_stream(sl_zip *z, const char *name, sl_zip_sink_fn fn, void *ud)
 {
     zip_int64_t idx = sl_zip_locate(z, name);
     if (idx < 0)
         return SL_ZIP_NOTFOUND;
-    /* the declared size is never used to allocate, only as one more bound:
-     * an entry that inflates past it is lying, and is stopped there */
+    /* the declared size is used to allocate only by sl_zip_whole, within
+     * its bounds; otherwise it is one more limit: an entry that inflates
+     * past it is lying, and is stopped there */
     zip_stat_t st;
     zip_uint64_t declared = UINT64_MAX;
-    if (zip_stat_index(z->za, (zip_uint64_t)idx, 0, &st) == 0 && (st.valid & ZIP_STAT_SIZE))
+    int have_stat = zip_stat_index(z->za, (zip_uint64_t)idx, 0, &st) == 0;
+    if (have_stat && (st.valid & ZIP_STAT_SIZE))
         declared = st.size;
-    zip_file_t *zf = zip_fopen_index(z->za, (zip_uint64_t)idx, 0);
-    if (!zf)
-        return sl_zip_code_of(zip_error_code_zip(zip_get_error(z->za)));
-    char *chunk = malloc(SL_ZIP_CHUNK);
-    if (!chunk) {
-        zip_fclose(zf);
+    char *whole = NULL;
+    size_t wlen = 0, woff = 0;
+    zip_file_t *zf = NULL;
+    char *chunk = NULL;
+    int w = have_stat ? sl_zip_whole(z, (zip_uint64_t)idx, &st, &whole) : 0;
+    if (w < 0)
         return SL_ZIP_NOMEM;
+    if (w > 0) {
+        wlen = (size_t)st.size;
+    } else {
+        zf = zip_fopen_index(z->za, (zip_uint64_t)idx, 0);
+        if (!zf)
+            return sl_zip_code_of(zip_error_code_zip(zip_get_error(z->za)));
+        chunk = malloc(SL_ZIP_CHUNK);
+        if (!chunk) {
+            zip_fclose(zf);
+            return SL_ZIP_NOMEM;
+        }
     }
     int rc = SL_ZIP_OK;
     size_t entry = 0;
     for (;;) {
         /* counted before the sink sees it: a bomb costs one chunk of work
-         * past the cap, never more */
-        zip_int64_t n = zip_fread(zf, chunk, SL_ZIP_CHUNK);
+         * past the cap, never more; a whole entry goes out in the same
+         * chunks a streaming read would give */
+        const char *piece = chunk;
+        zip_int64_t n;
+        if (whole) {
+            n = (zip_int64_t)(wlen - woff < SL_ZIP_CHUNK ? wlen - woff : SL_ZIP_CHUNK);
+            piece = whole + woff;
+            woff += (size_t)n;
+        } else {
+            n = zip_fread(zf, chunk, SL_ZIP_CHUNK);
+        }
         if (n < 0) {
             rc = sl_zip_code_of(zip_error_code_zip(zip_file_get_error(zf)));
             break;
@@ -186,14 +293,16 @@ int sl_zip_stream(sl_zip *z, const char *name, sl_zip_sink_fn fn, void *ud)
             rc = SL_ZIP_TIMEOUT;
             break;
         }
-        int s = fn(ud, chunk, (size_t)n);
+        int s = fn(ud, piece, (size_t)n);
         if (s) {
             rc = s;
             break;
         }
     }
+    free(whole);
     free(chunk);
-    zip_fclose(zf);
+    if (zf)
+        zip_fclose(zf);
     return rc;
 }
 

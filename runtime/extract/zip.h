@@ -6,7 +6,10 @@
  * them: bytes are counted as they come out of the inflater, per entry and per
  * archive, and reading stops with SL_ZIP_TOOBIG the moment a cap is passed,
  * or with SL_ZIP_BADSIZE the moment an entry passes its declared size.
- * Buffers grow with what was actually read, never with what a header says.
+ * Buffers grow with what was actually read, never with what a header says,
+ * but for one bounded case: an entry declared at most 4 MB (and within the
+ * caps) is inflated whole into a buffer of its declared size, and if it is
+ * not exactly that size with that CRC, it is read again streaming.
  *
  * XML parts are parsed by libxml2's SAX2 push parser as they inflate (no
  * whole-part buffer). A parser made by sl_xml_parser_new() refuses documents

@@ -19,7 +19,7 @@ if ! echo 'int LLVMFuzzerTestOneInput(const char *d, long n){return 0;}' |
     "$CC" -x c -fsanitize=fuzzer - -o "$OUT/probe" 2>/dev/null; then
     echo "fuzz: $CC has no libFuzzer runtime (libclang-rt-14-dev), skipped"; exit 0
 fi
-PKGS="luajit libuv libcurl yaml-0.1 sqlite3 openssl zlib libpq libmariadb hiredis libxml-2.0 libzip expat uchardet libxxhash poppler-glib"
+PKGS="luajit libuv libcurl yaml-0.1 sqlite3 openssl zlib libpq libmariadb hiredis libxml-2.0 libzip libdeflate expat uchardet libxxhash poppler-glib"
 CFLAGS="-g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fsanitize=fuzzer-no-link -DSLUICE_WITH_POPPLER=1 -Iruntime $(pkg-config --cflags $PKGS)"
 LIBS="$(pkg-config --libs $PKGS) -lmagic /usr/lib/$(gcc -print-multiarch)/liblua5.1-cjson.a -lm"
 # the runtime, instrumented once; objects rebuilt only when a source changed

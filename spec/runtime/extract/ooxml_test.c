@@ -220,6 +220,49 @@ static void test_xml_namespaces(void)
     sl_xml_parser_free(p);
 }
 
+/* A part small enough to inflate whole (libdeflate) is still checked: a
+ * wrong CRC is found on it, and on a worksheet, as "corrupt zip". */
+static void flip_crc(char *buf, size_t len, const char *entry)
+{
+    size_t el = strlen(entry);
+    int flipped = 0;
+    for (size_t i = 46; i + el <= len; i++) {
+        if (memcmp(buf + i, entry, el) != 0)
+            continue;
+        if (memcmp(buf + i - 30, "PK\3\4", 4) == 0) {
+            buf[i - 30 + 14] ^= 0x5a; /* local header CRC */
+            flipped++;
+        } else if (memcmp(buf + i - 46, "PK\1\2", 4) == 0) {
+            buf[i - 46 + 16] ^= 0x5a; /* central directory CRC */
+            flipped++;
+        }
+    }
+    CHECK(flipped == 2);
+}
+
+static void test_bad_crc(void)
+{
+    static const struct {
+        sl_fx_fn fn;
+        const char *file, *entry;
+    } cases[] = {
+        {sl_extract_docx, "sample.docx", "word/document.xml"},
+        {sl_extract_xlsx, "sample.xlsx", "xl/worksheets/sheet1.xml"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        size_t len;
+        char *buf = sl_fx_read(cases[i].file, &len);
+        if (!buf)
+            continue;
+        flip_crc(buf, len, cases[i].entry);
+        sl_extract_result r;
+        CHECK(sl_fx_run_buf(cases[i].fn, buf, len, NULL, &r) == SL_EXTRACT_ERR);
+        CHECK_STR(r.err, "corrupt zip");
+        sl_extract_result_free(&r);
+        free(buf);
+    }
+}
+
 /* A kept parser context is reset between parts; a part with a byte order
  * mark (UTF-8 or UTF-16) parses on it as on a new one, every time. */
 static void test_xml_bom_reuse(void)
@@ -263,5 +306,6 @@ int main(void)
     test_zip_bomb();
     test_xml_namespaces();
     test_xml_bom_reuse();
+    test_bad_crc();
     return sl_test_done("ooxml");
 }
