@@ -869,7 +869,23 @@ static int param_from_lua(lua_State *L, int idx, int argn, char **out, const cha
  * items 1..n of the table at tbl). Returns the array or NULL with *err. */
 static char **params_read(lua_State *L, int first, int n, int tbl, const char **err)
 {
-    char **values = calloc((size_t)(n ? n : 1), sizeof *values);
+    /* types first: param_from_lua raises on a bad one, which must not
+     * leak the array */
+    for (int i = 0; i < n; i++) {
+        int idx = first + i, t;
+        if (tbl) {
+            lua_rawgeti(L, tbl, i + 1);
+            idx = -1;
+        }
+        t = lua_type(L, idx);
+        int ok = t == LUA_TNIL || t == LUA_TBOOLEAN || t == LUA_TNUMBER || t == LUA_TSTRING ||
+                 (t == LUA_TLIGHTUSERDATA && lua_touserdata(L, idx) == NULL);
+        if (tbl)
+            lua_pop(L, 1);
+        if (!ok)
+            luaL_argerror(L, tbl ? tbl : first + i, "parameters must be strings, numbers, booleans or nil");
+    }
+    char **values = calloc(n > 0 ? (size_t)n : 1, sizeof *values);
     if (!values) {
         *err = "out of memory";
         return NULL;
