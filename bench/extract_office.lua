@@ -8,7 +8,9 @@
 -- Files are extracted from memory, one task at a time (extract.text runs on
 -- libuv's thread pool, the caller waits), for about [seconds-per-file] (1)
 -- times the number of files.
--- Target (issue 4): OOXML at least 50 MB/s of input.
+-- Target (issue 4): OOXML at least 50 MB/s of input. Measured (median of 3,
+-- MB/cpu-s, shared machine): before the worksheet fast path and libdeflate
+-- DOCX 59.6, XLSX 27.7, PPTX 96.8, OOXML 43.3; after 71.6, 58.8, 111.6, 72.5.
 local extract = require("sluice.extract")
 local task = require("sluice.task")
 
