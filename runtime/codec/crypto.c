@@ -400,6 +400,10 @@ static int ch_key_of(ch_walk *w, int kidx, ch_key *k)
     if (t == LUA_TNUMBER) {
         char buf[40];
         k->num = lua_tonumber(L, kidx);
+        /* the sinks' JSON writer spells other number keys its own way
+         * (sink/jsonbuf.c number_key: 0.1 as 0.10000000000000001) */
+        if (k->num != floor(k->num) || fabs(k->num) > CH_EXACT_INT)
+            w->lossy = 1;
         k->n = ch_number_text(k->num, buf);
         if (k->n == 0) {
             w->err = "cannot encode nan or inf";
@@ -623,6 +627,13 @@ static int ch_value(ch_walk *w, int idx, int depth)
         int rc = ch_table_fast(w, idx, depth);
         if (rc != 1)
             return rc;
+        /* a metatable's __jsontype steers the sinks' JSON writer, which
+         * the form does not follow: only json.array's agrees with it */
+        if (!w->lossy && lua_getmetatable(L, idx)) {
+            luaL_getmetatable(L, SL_JSON_ARRAY_MT);
+            w->lossy = !lua_rawequal(L, -1, -2);
+            lua_pop(L, 2);
+        }
         int kind = ch_classify(w, idx, &n);
         if (kind < 0)
             return -1;

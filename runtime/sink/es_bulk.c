@@ -322,18 +322,21 @@ int es_bulk_add_doc(es_client *c, lua_State *L, int doc, const char *id, size_t 
     /* The id travels in the action line (Elasticsearch rejects _id inside
      * the source) and the content hash inside the source, so a lost state
      * database can be rebuilt from the index. */
-    size_t form_len;
+    size_t form_len, src = b->body.len;
     const char *form = hashed ? sl_content_canonical(L, doc, &form_len) : NULL;
     lua_pushliteral(L, "_timestamp");
     lua_rawget(L, doc); /* [ts]: the engine may have set it after hashing */
     int ts_type = lua_type(L, -1);
     if (form && (ts_type == LUA_TSTRING || ts_type == LUA_TNIL)) {
         /* the document content_hash just walked: written from that form,
-         * with the hash and the document's _timestamp added */
-        const char *drop[] = {"_id", c->hash_field, "_timestamp"};
+         * with the hash and the document's _timestamp added (a source
+         * field named like the hash field stays when there is no hash to
+         * replace it, as in the table walk) */
+        const char *drop[] = {"_id", "_timestamp", c->hash_field};
         int members;
         unsigned found;
-        int rc = sl_jsonbuf_canonical_open(&b->body, form, form_len, drop, 3, &members, &found);
+        int rc = sl_jsonbuf_canonical_open(&b->body, form, form_len, drop, hash ? 3 : 2, &members,
+                                           &found);
         if (rc == 0 && ts_type == LUA_TSTRING) {
             size_t tn;
             const char *ts = lua_tolstring(L, -1, &tn);
@@ -351,13 +354,14 @@ int es_bulk_add_doc(es_client *c, lua_State *L, int doc, const char *id, size_t 
         }
         if (rc == 0)
             rc = sl_jsonbuf_putc(&b->body, '}');
-        if (rc != 0) {
-            b->body.len = mark;
-            return -1;
-        }
-        return finish_doc(c, b, mark, id, id_len, err);
+        if (rc == 0)
+            return finish_doc(c, b, mark, id, id_len, err);
+        /* out of memory, or nested deeper than the writer allows: the
+         * table walk below says which */
+        b->body.len = src;
+    } else {
+        lua_pop(L, 1);
     }
-    lua_pop(L, 1);
     /* Raw sets: the engine's table has no metamethods to run. */
     lua_pushliteral(L, "_id");
     lua_rawget(L, doc); /* [saved_id] */

@@ -722,9 +722,12 @@ static int canon_members(sl_jsonbuf *b, canon_rd *r, int depth, const char *cons
 
 static int canon_value(sl_jsonbuf *b, canon_rd *r, int depth)
 {
-    if (r->p >= r->end || depth > SL_JSONBUF_MAX_DEPTH)
+    if (r->p >= r->end)
         return -1;
     unsigned char tag = *r->p++;
+    /* the depth at which sl_jsonbuf_value refuses a table */
+    if ((tag == 'a' || tag == 'o') && depth >= SL_JSONBUF_MAX_DEPTH)
+        return -1;
     switch (tag) {
     case 'n': return sl_jsonbuf_append(b, "null", 4);
     case 't': return sl_jsonbuf_append(b, "true", 4);

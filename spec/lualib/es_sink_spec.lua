@@ -46,6 +46,21 @@ local function bulks(d)
   return out
 end
 
+-- Each indexed document's source line as sent, less the hash field and
+-- _timestamp (their place among the members may differ): { [id] = text }.
+local function sources(d)
+  local out = {}
+  for _, r in ipairs(control(d, "GET", "/_double/requests")) do
+    for _, a in ipairs(r.bulk or {}) do
+      if a.id and a.source then
+        out[a.id] = a.source:gsub(',?"_sluice_hash":"[0-9a-f]*"', "")
+          :gsub(',?"_timestamp":"[^"]*"', ""):gsub("^{,", "{")
+      end
+    end
+  end
+  return out
+end
+
 local function open(d, extra, index)
   local raw = { host = d.url, bulk = { max_retries = 2, retry_initial_seconds = 0.01, retry_max_seconds = 0.05 } }
   for k, v in pairs(extra or {}) do raw[k] = v end
@@ -80,7 +95,7 @@ end
 describe("elasticsearch sink", function()
   local d
 
-  lazy_setup(function() d = start() end)
+  lazy_setup(function() d = start("--log-sources") end)
   lazy_teardown(function() stop(d) end)
   before_each(function() control(d, "POST", "/_double/reset") end)
 
@@ -112,6 +127,10 @@ describe("elasticsearch sink", function()
       { fn = function() end, keep = "functions are left out", arrfn = { 1, function() end, 3 } },
       { _timestamp = "2024-02-29T13:45:30.000Z", body = "has its own timestamp" },
       { _sluice_hash = "from the source", body = "a source field named like the hash field" },
+      { obj = setmetatable({ "x", "y" }, { __jsontype = "object" }),
+        holes = setmetatable({ [1] = "a", [3] = "c" }, { __jsontype = "array" }),
+        plainmt = setmetatable({ 1, 2 }, {}) },
+      { [0.1] = "tenth", [1e17] = "big integer key", [-2.5] = "negative", [2 ^ 53] = "edge" },
       { body = string.rep("long \226\130\172 text ", 3000) },
     }
     local s = assert(open(d))
@@ -127,7 +146,14 @@ describe("elasticsearch sink", function()
       assert.is_true(s:put(b, hash, false))
       assert.are.equal("a" .. i, a._id) -- the table is left as it was
     end
-    assert.is_nil(s:flush())
+    local failures = s:flush()
+    local raw = sources(d)
+    for i = 1, #docs do
+      -- byte for byte: a parsed comparison cannot tell [] from {}
+      assert.is_string(raw["a" .. i])
+      assert.are.equal(raw["b" .. i], raw["a" .. i])
+    end
+    assert.is_nil(failures)
     for i = 1, #docs do
       local ga = control(d, "GET", "/search-t/_doc/a" .. i)._source
       local gb = control(d, "GET", "/search-t/_doc/b" .. i)._source
@@ -137,6 +163,26 @@ describe("elasticsearch sink", function()
       assert.are.equal(64 / 2, #ga._sluice_hash)
       assert.is_string(ga._timestamp)
     end
+    -- too deep for the writer (though not for the hash): the same error
+    -- either way, also for an empty table at the writer's limit
+    for _, leaf in ipairs({ { "x" }, {} }) do
+      local deep = leaf
+      for _ = 1, 127 do deep = { deep } end
+      local a = { _id = "deep", v = deep }
+      local hash = assert(crypto.content_hash(a))
+      assert.is_true(s:put(a, hash, true))
+      assert.is_true(s:put(a, hash, false))
+      local f = s:flush() -- documents that could not be encoded
+      assert.are.equal(2, #f)
+      assert.are.same(f[2], f[1])
+      assert.matches("nesting too deep", f[1].reason)
+    end
+    -- without a hash, a source field named like the hash field is kept
+    local own = { _id = "own", _sluice_hash = "from the source" }
+    assert(crypto.content_hash(own))
+    assert.is_true(s:put(own, nil, true))
+    assert.is_nil(s:flush())
+    assert.are.equal("from the source", control(d, "GET", "/search-t/_doc/own")._source._sluice_hash)
     -- a document changed after its hash, or another table, gets its own walk
     local x = { _id = "x", v = "before" }
     local hash = assert(crypto.content_hash(x))
