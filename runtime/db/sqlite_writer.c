@@ -148,8 +148,27 @@ static void *thread_main(void *arg)
             w->failed = 1;
             snprintf(w->err, sizeof w->err, "%s", err);
         }
+        op *dropped = NULL;
+        if (w->failed && w->head) {
+            /* dropped now, not as each comes up: a defer may report the
+             * failure (and clear it) before then, and the ops still queued,
+             * a COMMIT among them, would run */
+            dropped = w->head;
+            w->head = w->tail = NULL;
+            w->queued = 0;
+            pthread_cond_broadcast(&w->room);
+        }
         if (!w->head)
             pthread_cond_broadcast(&w->idle);
+        if (dropped) {
+            pthread_mutex_unlock(&w->mu);
+            while (dropped) {
+                op *next = dropped->next;
+                free(dropped);
+                dropped = next;
+            }
+            pthread_mutex_lock(&w->mu);
+        }
     }
     pthread_mutex_unlock(&w->mu);
     return NULL;

@@ -69,6 +69,42 @@ describe("sqlite db:defer", function()
     assert.are.same({ n = 0 }, db:one("SELECT count(*) AS n FROM t"))
   end)
 
+  it("never runs what was queued after a failure, even when a defer reports it first", function()
+    assert(db:exec("CREATE TABLE u (x NOT NULL)"))
+    local other = assert(sqlite.open(path))
+    -- big values take the writer a moment even to drop
+    local big = string.rep("x", 8 * 1024 * 1024)
+    -- a race: a defer that reports the failure while ops queued after it
+    -- wait their turn; a few rounds make it all but certain
+    for round = 1, 15 do
+      assert.is_true(db:defer("BEGIN"))
+      assert.is_true(db:defer("INSERT INTO t VALUES (?, ?, ?)", { 1, 1, 1 }, 3))
+      -- fails at its last row, after a while: the queue below is full by then
+      assert.is_true(db:defer([[INSERT INTO u SELECT CASE WHEN x = 100000 THEN NULL ELSE x END
+        FROM (WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 100000)
+        SELECT x FROM c)]]))
+      local err -- any defer from here on may be the one that reports it
+      local function defer(...)
+        local ok, e = db:defer(...)
+        if not ok then err = e end
+      end
+      for i = 2, 5 do
+        if not err then defer("INSERT INTO t VALUES (?, ?, ?)", { i, big, i }, 3) end
+      end
+      if not err then defer("COMMIT") end
+      for _ = 1, 100000 do
+        if err then break end
+        defer("SELECT 1")
+      end
+      assert.matches("^deferred write failed: NOT NULL constraint failed: u.x", err)
+      assert.is_true(db:wait())
+      -- the COMMIT was dropped: the transaction is still open, nothing is visible elsewhere
+      assert.are.same({ round = round, n = 0 }, { round = round, n = other:one("SELECT count(*) AS n FROM t").n })
+      assert.is_true(db:exec("ROLLBACK"))
+    end
+    other:close()
+  end)
+
   it("checks its values before it queues anything", function()
     assert.has_error(function() db:defer("INSERT INTO t VALUES (?, ?, ?)", { 1, {}, 3 }, 3) end,
       "bad value #2 in parameter array (must be nil, boolean, number or string)")
