@@ -42,10 +42,25 @@ static void init_libxml(void)
     xmlInitParser();
 }
 
-/* Initialises libxml2 once, before any thread parses. */
+static void quiet_generic(void *ctx, const char *msg, ...)
+{
+    (void)ctx;
+    (void)msg;
+}
+
+/* Initialises libxml2 once, before any thread parses, and silences the
+ * calling thread's generic error handler: errors that come with no parser
+ * context (a charset converter meeting bad bytes: "encoding error : input
+ * conversion failed") go there, and by default to stderr, whatever the
+ * parser's own options say. libxml2 keeps that handler per thread. */
 void sl_extract_init_libxml(void)
 {
+    static _Thread_local int quiet;
     pthread_once(&init_once, init_libxml);
+    if (!quiet) {
+        xmlSetGenericErrorFunc(NULL, quiet_generic);
+        quiet = 1;
+    }
 }
 
 enum { EL_INLINE, EL_BLOCK, EL_SKIP, EL_CELL, EL_PRE, EL_HEAD, EL_TITLE };
