@@ -195,7 +195,11 @@ end
 -- @return true when every row was read, false after ctx.incomplete
 function M.stream(ctx, conn, spec)
   local cfg = ctx.config
-  local cur, err = conn:cursor(spec.sql, spec.params, { fetch_size = cfg.fetch_size or M.DEFAULT_FETCH_SIZE })
+  -- prefetch: the server reads the next batch while this one is indexed
+  -- (the connection runs nothing else until the cursor is closed; a driver
+  -- without the option ignores it)
+  local cur, err = conn:cursor(spec.sql, spec.params,
+    { fetch_size = cfg.fetch_size or M.DEFAULT_FETCH_SIZE, prefetch = true })
   if not cur then
     ctx.incomplete(spec.kind .. " " .. spec.name .. ": " .. tostring(err))
     return false

@@ -16,6 +16,14 @@
  * between fetches. The first batch is fetched when the cursor opens, so
  * cur:columns() is known at once.
  *
+ * A cursor opened with {prefetch = true} asks for its next batch as soon as
+ * it hands one out, with no task waiting (a "prefetch"): the server reads
+ * rows while the caller works on the batch it has, instead of after it
+ * asks. The landed batch waits in the cursor; a fetch that comes first
+ * joins the one in flight. Until such a cursor is closed (close waits for
+ * a prefetch in flight) the connection runs nothing else: other operations
+ * get "connection busy".
+ *
  * Names are resolved with uv_getaddrinfo before libpq connects (libpq's own
  * lookup would block the loop), and connect_timeout is a libuv timer (libpq
  * honours it only in blocking mode). A task cancelled mid-operation closes
@@ -69,6 +77,8 @@ typedef struct pg_conn {
     int ud_ref;  /* registry: the conn userdata while connecting */
     int cur_ref; /* registry: the cursor userdata while opening or fetching */
     pg_cursor *cur;
+    int prefetching; /* the OP_FETCH in flight has no waiter: its batch lands in cur */
+    int close_after; /* the OP_FETCH in flight ends in closing its cursor */
     sl_pg_typecache types; /* user types seen on this connection */
     int tx_own;     /* we opened the transaction the cursors live in */
     int tx_cursors; /* cursors open in it */
@@ -85,6 +95,8 @@ struct pg_cursor {
     int open, done;
     PGresult *first; /* first batch, fetched on open, pushed by the first fetch */
     sl_pg_type *first_types;
+    int prefetch;       /* {prefetch = true}: see the file comment */
+    char *prefetch_err; /* a prefetch that failed: the next fetch reports it */
     int ncols;
     int columns_ref; /* {{name=, type=}} */
     sl_rowdoc *shape; /* cur:shape(): fetch returns documents */
@@ -92,6 +104,8 @@ struct pg_cursor {
 
 static void op_drive(pg_conn *c, int readable);
 static int op_begin(lua_State *L, pg_conn *c, enum op_kind op, void (*start)(pg_conn *));
+static void prefetch_start(pg_conn *c, pg_cursor *cur, int cur_ref);
+static void close_start(pg_conn *c, pg_cursor *cur, sl_task *t);
 
 /* ---------- small helpers ---------- */
 
@@ -261,6 +275,7 @@ static void conn_shutdown(pg_conn *c)
     c->host = NULL;
     c->closed = 1;
     c->tx_own = c->tx_cursors = 0;
+    c->prefetching = c->close_after = 0;
 }
 
 static void unref(pg_conn *c, int *ref)
@@ -400,9 +415,11 @@ static void op_finish(pg_conn *c)
     sl_task *t = c->waiter;
     enum op_kind op = c->op;
     pg_cursor *cur = c->cur;
+    int prefetched = c->prefetching, close_after = c->close_after;
     c->waiter = NULL;
     c->op = OP_NONE;
     c->cur = NULL;
+    c->prefetching = c->close_after = 0;
     timer_close(c);
     if (c->poll)
         poll_set(c, 0, 0);
@@ -418,6 +435,18 @@ static void op_finish(pg_conn *c)
             n = 1;
         }
         unref(c, &c->ud_ref);
+    } else if (failed && op == OP_FETCH && (prefetched || close_after)) {
+        /* no task to tell: the next fetch reports it (a close ignores it) */
+        const char *m = c->errmsg[0] ? c->errmsg
+                                      : c->error ? PQresultErrorMessage(c->error) : "unknown error";
+        free(cur->prefetch_err);
+        cur->prefetch_err = xstrdup(m && *m ? m : "prefetch failed");
+        if (close_after) {
+            unref(c, &c->cur_ref);
+            op_reset(c);
+            close_start(c, cur, t);
+            return;
+        }
     } else if (failed) {
         n = push_pq_error(co, c);
         if (op == OP_CURSOR_OPEN && cur) {
@@ -431,6 +460,14 @@ static void op_finish(pg_conn *c)
         take_batch(co, c, cur, 1);
         lua_rawgeti(co, LUA_REGISTRYINDEX, c->cur_ref);
         n = 1;
+    } else if (op == OP_FETCH && close_after) {
+        /* a close joined the prefetch: forget the batch, close */
+        unref(c, &c->cur_ref);
+        op_reset(c);
+        close_start(c, cur, t);
+        return;
+    } else if (op == OP_FETCH && prefetched) {
+        take_batch(co, c, cur, 1); /* waits in the cursor for its fetch */
     } else if (op == OP_FETCH) {
         take_batch(co, c, cur, 0);
         n = 1;
@@ -438,8 +475,17 @@ static void op_finish(pg_conn *c)
         lua_pushboolean(co, 1);
         n = 1;
     }
-    unref(c, &c->cur_ref);
-    op_reset(c);
+    if (op == OP_FETCH && !failed && t && !c->sync && cur->prefetch && !cur->done &&
+        c->cur_ref != LUA_NOREF) {
+        /* the batch goes to its task; the next one is asked for now */
+        int ref = c->cur_ref;
+        c->cur_ref = LUA_NOREF;
+        op_reset(c);
+        prefetch_start(c, cur, ref);
+    } else {
+        unref(c, &c->cur_ref);
+        op_reset(c);
+    }
     if (c->sync)
         return; /* the starting C function returns the values left on co */
     if (t)
@@ -967,12 +1013,14 @@ static int l_cursor(lua_State *L)
     const char *sql = luaL_checklstring(L, 2, &sqllen);
     if (!lua_isnoneornil(L, 3))
         luaL_checktype(L, 3, LUA_TTABLE);
-    int fetch_size = 1000;
+    int fetch_size = 1000, prefetch = 0;
     if (!lua_isnoneornil(L, 4)) {
         luaL_checktype(L, 4, LUA_TTABLE);
         lua_getfield(L, 4, "fetch_size");
         fetch_size = (int)luaL_optinteger(L, -1, 1000);
-        lua_pop(L, 1);
+        lua_getfield(L, 4, "prefetch");
+        prefetch = lua_toboolean(L, -1);
+        lua_pop(L, 2);
         if (fetch_size < 1)
             return luaL_argerror(L, 4, "fetch_size must be at least 1");
     }
@@ -995,6 +1043,7 @@ static int l_cursor(lua_State *L)
     memset(cur, 0, sizeof *cur);
     cur->c = c;
     cur->fetch_size = fetch_size;
+    cur->prefetch = prefetch;
     cur->columns_ref = LUA_NOREF;
     snprintf(cur->name, sizeof cur->name, "sluice_cursor_%u", ++c->cursor_seq);
     luaL_getmetatable(L, CURSOR_MT);
@@ -1031,6 +1080,27 @@ static int l_cursor(lua_State *L)
     return op_begin(L, c, OP_CURSOR_OPEN, stmt_send);
 }
 
+/* Asks for cur's next batch with no task waiting (see the file comment);
+ * cur_ref anchors the cursor until the batch lands. */
+static void prefetch_start(pg_conn *c, pg_cursor *cur, int cur_ref)
+{
+    char fetch[96];
+    snprintf(fetch, sizeof fetch, "FETCH FORWARD %d FROM %s", cur->fetch_size, cur->name);
+    op_reset(c);
+    if (stmt_add(c, fetch, 0, NULL, 1) != 0) {
+        luaL_unref(c->rt->L, LUA_REGISTRYINDEX, cur_ref);
+        return; /* no memory: the next fetch asks itself */
+    }
+    c->keep = 0;
+    c->cur = cur;
+    c->cur_ref = cur_ref;
+    c->op = OP_FETCH;
+    c->waiter = NULL;
+    c->prefetching = 1;
+    c->sync = 0;
+    stmt_send(c);
+}
+
 /* cur:fetch() -> rows (up to fetch_size row arrays) | {} at the end | nil, err */
 static int l_fetch(lua_State *L)
 {
@@ -1043,7 +1113,27 @@ static int l_fetch(lua_State *L)
         push_rows(L, cur, r, types);
         PQclear(r);
         free(types);
+        pg_conn *c = cur->c;
+        if (cur->prefetch && cur->open && !cur->done && !c->closed && c->pg && c->op == OP_NONE) {
+            lua_pushvalue(L, 1);
+            prefetch_start(c, cur, luaL_ref(L, LUA_REGISTRYINDEX));
+        }
         return 1;
+    }
+    if (cur->prefetch_err) {
+        lua_pushnil(L);
+        lua_pushstring(L, cur->prefetch_err);
+        free(cur->prefetch_err);
+        cur->prefetch_err = NULL;
+        return 2;
+    }
+    if (cur->open && !cur->c->closed && cur->c->op == OP_FETCH && cur->c->prefetching &&
+        cur->c->cur == cur) {
+        /* the batch is on its way: wait for it as for a fetch of our own */
+        pg_conn *c = cur->c;
+        c->prefetching = 0;
+        c->waiter = sl_task_check_current(L);
+        return sl_task_await(L, op_cancel, c);
     }
     if (!cur->open || cur->done) {
         if (!cur->open)
@@ -1082,8 +1172,10 @@ static void cursor_forget(pg_cursor *cur)
 {
     PQclear(cur->first);
     free(cur->first_types);
+    free(cur->prefetch_err);
     cur->first = NULL;
     cur->first_types = NULL;
+    cur->prefetch_err = NULL;
     cur->open = 0;
 }
 
@@ -1113,18 +1205,53 @@ static int l_cursor_close(lua_State *L)
         lua_pushboolean(L, 1);
         return 1;
     }
-    sl_task_check_current(L);
+    sl_task *t = sl_task_check_current(L);
+    if (c->op == OP_FETCH && c->prefetching && c->cur == cur) {
+        /* a prefetch is in flight: the close follows it */
+        c->prefetching = 0;
+        c->close_after = 1;
+        c->waiter = t;
+        return sl_task_await(L, op_cancel, c);
+    }
     int busy = conn_ready(L, c);
     if (busy)
         return busy;
+    c->op = OP_CURSOR_CLOSE;
+    c->waiter = t;
+    c->sync = 1;
+    int base = lua_gettop(L);
+    close_start(c, cur, t);
+    c->sync = 0;
+    if (c->op == OP_NONE)
+        return lua_gettop(L) - base;
+    return sl_task_await(L, op_cancel, c);
+}
+
+/* Starts closing cur for task t (the operation the connection runs next):
+ * CLOSE, and COMMIT with the last cursor of a transaction we opened. A
+ * cursor whose transaction failed and is the caller's to end is only
+ * forgotten: t gets true at once. */
+static void close_start(pg_conn *c, pg_cursor *cur, sl_task *t)
+{
     cursor_forget(cur);
     c->tx_cursors--;
     int last_own = c->tx_own && c->tx_cursors <= 0;
     char sql[128];
-    if (PQtransactionStatus(c->pg) == PQTRANS_INERROR) {
-        if (!last_own) { /* the transaction is the caller's to end */
-            lua_pushboolean(L, 1);
-            return 1;
+    c->op = OP_CURSOR_CLOSE;
+    c->waiter = t;
+    if (!c->pg || PQtransactionStatus(c->pg) == PQTRANS_INERROR) {
+        if (!last_own || !c->pg) { /* the transaction is the caller's to end */
+            c->op = OP_NONE;
+            c->waiter = NULL;
+            lua_State *co = t ? t->co : c->rt->L;
+            lua_pushboolean(co, 1);
+            if (!c->sync) {
+                if (t)
+                    sl_task_resume(t, 1);
+                else
+                    lua_pop(co, 1);
+            }
+            return;
         }
         snprintf(sql, sizeof sql, "ROLLBACK");
     } else {
@@ -1136,7 +1263,7 @@ static int l_cursor_close(lua_State *L)
     }
     op_reset(c);
     stmt_add(c, sql, 0, NULL, 0);
-    return op_begin(L, c, OP_CURSOR_CLOSE, stmt_send);
+    stmt_send(c);
 }
 
 static int l_cursor_gc(lua_State *L)

@@ -392,6 +392,62 @@ describe("sluice.pg", function()
     assert(conn:query("DROP TABLE shaped; DROP TABLE seps"))
   end)
 
+  it("prefetches the next batch: same rows, errors at the batch that fails, close at any point", function()
+    if not need() then return end
+    local q = "SELECT g, 'r' || g AS s FROM generate_series(1, 2500) g"
+    local function all(cur)
+      local out = {}
+      while true do
+        local rows = assert(cur:fetch())
+        if #rows == 0 then return out end
+        for _, r in ipairs(rows) do out[#out + 1] = r[1] .. r[2] end
+        task.sleep(0.01) -- the prefetch lands meanwhile
+      end
+    end
+    local cur = assert(conn:cursor(q, nil, { fetch_size = 300 }))
+    local plain = all(cur)
+    assert.is_true(cur:close())
+    assert.are.equal(2500, #plain)
+    cur = assert(conn:cursor(q, nil, { fetch_size = 300, prefetch = true }))
+    assert.are.same(plain, all(cur))
+    assert.is_true(cur:close())
+    -- fetching at once joins the prefetch in flight
+    cur = assert(conn:cursor(q, nil, { fetch_size = 300, prefetch = true }))
+    local n = 0
+    while true do
+      local rows = assert(cur:fetch())
+      if #rows == 0 then break end
+      n = n + #rows
+    end
+    assert.are.equal(2500, n)
+    assert.is_true(cur:close())
+    -- a close while a prefetch is in flight waits for it; after one landed, too
+    for _, pause in ipairs({ 0, 0.05 }) do
+      cur = assert(conn:cursor(q, nil, { fetch_size = 300, prefetch = true }))
+      assert.are.equal(300, #assert(cur:fetch()))
+      if pause > 0 then task.sleep(pause) end
+      assert.is_true(cur:close())
+      assert.are.same({ { 1 } }, assert(conn:query("SELECT 1")).rows)
+    end
+    -- the connection is busy while a prefetch is in flight
+    cur = assert(conn:cursor(q, nil, { fetch_size = 300, prefetch = true }))
+    assert(cur:fetch())
+    local r, err = conn:query("SELECT 1")
+    assert.is_nil(r)
+    assert.are.equal("connection busy", err)
+    assert.is_true(cur:close())
+    -- a batch that fails on the server fails the fetch that asks for it
+    cur = assert(conn:cursor("SELECT 1 / (g - 700) FROM generate_series(1, 1000) g", nil,
+      { fetch_size = 300, prefetch = true }))
+    assert.are.equal(300, #assert(cur:fetch()))
+    assert.are.equal(300, #assert(cur:fetch()))
+    local rows, ferr = cur:fetch()
+    assert.is_nil(rows)
+    assert.matches("division by zero", ferr)
+    cur:close()
+    assert.are.same({ { 1 } }, assert(conn:query("SELECT 1")).rows)
+  end)
+
   it("quotes identifiers", function()
     assert.are.equal('"users"', pg.escape_identifier("users"))
     assert.are.equal('"a""b"', pg.escape_identifier('a"b'))
