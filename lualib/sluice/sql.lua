@@ -33,6 +33,9 @@ local M = {}
 
 M.DEFAULT_FETCH_SIZE = 1000
 
+-- Column types (as cur:columns() names them) whose values are decoded JSON.
+M.JSON_TYPES = { json = true, jsonb = true }
+
 local RESERVED = { _id = true, _timestamp = true, _content = true, table = true,
   query = true, original_id = true }
 
@@ -149,13 +152,23 @@ local function key_string(v)
 end
 
 --- The document id for a row: namespace ("" for custom queries), source
--- name and key values, joined unambiguously (see the module comment). The
+-- name and key values, joined unambiguously (see the module comment).
+-- json_parts[i] true: key value i comes from a JSON column. The
 -- drivers build the same ids for M.stream in C (runtime/db/rowdoc.c);
 -- spec/connectors/sql_ids_spec.lua holds the two to the same answers.
-function M.doc_id(namespace, source, values)
+function M.doc_id(namespace, source, values, json_parts)
   local parts = { escape_part(namespace), escape_part(source) }
   -- values may hold nils (NULL keys): walk by the declared count when given
-  for i = 1, values.n or #values do parts[#parts + 1] = key_string(values[i]) end
+  for i = 1, values.n or #values do
+    local v = values[i]
+    -- a JSON column's values are of every kind: 1 and "1", null and NULL
+    -- must differ, so its part is the value's canonical JSON text
+    if json_parts and json_parts[i] and v ~= nil then
+      parts[#parts + 1] = escape_part(json.encode_canonical(v))
+    else
+      parts[#parts + 1] = key_string(v)
+    end
+  end
   return table.concat(parts, "|")
 end
 
@@ -229,7 +242,9 @@ function M.stream(ctx, conn, spec)
   -- _timestamp = iso_timestamp(timestamp column) }, NULLs left out.
   local on_row, yield = spec.on_row, ctx.yield
   local last = on_row and { n = #id_pos } or nil
-  cur:shape({ fields = fields, ids = id_pos, ts = ts_pos, kind = spec.kind, name = spec.name,
+  local json_ids = {}
+  for i, p in ipairs(id_pos) do json_ids[i] = M.JSON_TYPES[columns[p].type] == true end
+  cur:shape({ fields = fields, ids = id_pos, json_ids = json_ids, ts = ts_pos, kind = spec.kind, name = spec.name,
     prefix = escape_part(spec.namespace) .. "|" .. escape_part(spec.name) .. "|",
     canonical = json.encode_canonical, last = last })
   local ok, perr = pcall(function()

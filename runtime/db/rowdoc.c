@@ -26,6 +26,7 @@ struct sl_rowdoc {
     int ncols, nids, nfields;
     int ts;          /* 0-based timestamp column, or -1 */
     int *id_col;     /* nids 0-based columns, in key order */
+    char *id_json;   /* per key part: the column holds JSON (canonical text) */
     char *is_field;  /* per column */
     int strs_ref;    /* registry: {field names by column, kind, name, "_id", "_timestamp"} */
     int canon_ref;   /* registry: the canonical encoder for table key parts */
@@ -100,10 +101,12 @@ static int fmt_int(char *out, long long v)
 
 /* The key part of the value on top of the stack, as sluice.sql's
  * key_string makes it. */
-static void key_part(lua_State *L, sl_rowdoc *s, part *pt)
+static void key_part(lua_State *L, sl_rowdoc *s, part *pt, int json)
 {
     char tmp[64];
     int n;
+    if (json) /* every kind of value: its canonical JSON text */
+        goto canonical;
     switch (lua_type(L, -1)) {
     case LUA_TNUMBER: {
         double v = lua_tonumber(L, -1);
@@ -134,7 +137,8 @@ static void key_part(lua_State *L, sl_rowdoc *s, part *pt)
             return;
         }
         break;
-    case LUA_TTABLE: {
+    case LUA_TTABLE:
+    canonical: {
         lua_rawgeti(L, LUA_REGISTRYINDEX, s->canon_ref);
         lua_pushvalue(L, -2);
         if (lua_pcall(L, 1, 1, 0) != 0 || lua_type(L, -1) != LUA_TSTRING) {
@@ -236,7 +240,8 @@ sl_rowdoc *sl_rowdoc_new(lua_State *L, int idx, int ncols)
     s->id_col = calloc((size_t)nids, sizeof *s->id_col);
     s->parts = calloc((size_t)nids, sizeof *s->parts);
     s->is_field = calloc((size_t)(ncols ? ncols : 1), 1);
-    if (!s->id_col || !s->parts || !s->is_field) {
+    s->id_json = calloc((size_t)nids, 1);
+    if (!s->id_col || !s->parts || !s->is_field || !s->id_json) {
         sl_rowdoc_free(L, s);
         luaL_error(L, "out of memory");
     }
@@ -251,6 +256,14 @@ sl_rowdoc *sl_rowdoc_new(lua_State *L, int idx, int ncols)
         s->id_col[i] = col - 1;
     }
     lua_pop(L, 1); /* ids */
+    lua_getfield(L, idx, "json_ids");
+    if (lua_istable(L, -1))
+        for (int i = 0; i < nids; i++) {
+            lua_rawgeti(L, -1, i + 1);
+            s->id_json[i] = (char)lua_toboolean(L, -1);
+            lua_pop(L, 1);
+        }
+    lua_pop(L, 1);
     /* strs: the field names, then kind, name and the two engine keys */
     lua_createtable(L, ncols + 4, 0);
     for (int i = 0; i < ncols; i++) {
@@ -322,6 +335,7 @@ void sl_rowdoc_free(lua_State *L, sl_rowdoc *s)
         free(s->parts[i].p);
     free(s->parts);
     free(s->id_col);
+    free(s->id_json);
     free(s->is_field);
     free(s->prefix);
     free(s->buf);
@@ -370,7 +384,7 @@ void sl_rowdoc_set(lua_State *L, sl_rowdoc *s, int col)
     for (int i = 0; i < s->nids; i++) {
         if (s->id_col[i] != col)
             continue;
-        key_part(L, s, &s->parts[i]);
+        key_part(L, s, &s->parts[i], s->id_json[i]);
         if (s->last_ref != LUA_NOREF) {
             lua_rawgeti(L, LUA_REGISTRYINDEX, s->last_ref);
             lua_pushvalue(L, -2);

@@ -29,7 +29,9 @@ typedef struct sl_rowdoc sl_rowdoc;
 
 /* Builds a shape from the Lua table at idx:
  *   { fields = {name | false, ...} (one per column; false: not a field),
- *     ids = {column, ...} (1-based), ts = column | nil, prefix = string,
+ *     ids = {column, ...} (1-based), json_ids = {bool, ...} | nil (key part i
+ *     comes from a JSON column: its canonical JSON text, so 1 and "1" differ),
+ *     ts = column | nil, prefix = string,
  *     kind = string, name = string (doc[kind] = name),
  *     canonical = function (a table-valued key part's text),
  *     last = table | nil (gets the last row's key values 1..#ids and

@@ -33,7 +33,9 @@ function M.check(conn, opts)
   end
   local ns, name, kind = opts.namespace or "ns|x", opts.name or "t\\b", opts.kind or "table"
   local last = { n = #opts.ids }
-  cur:shape({ fields = fields, ids = opts.ids, ts = opts.ts, kind = kind, name = name,
+  local json_ids = {}
+  for i, p in ipairs(opts.ids) do json_ids[i] = sql.JSON_TYPES[cols[p].type] == true end
+  cur:shape({ fields = fields, ids = opts.ids, json_ids = json_ids, ts = opts.ts, kind = kind, name = name,
     prefix = ns:gsub("[\\|]", "\\%0") .. "|" .. name:gsub("[\\|]", "\\%0") .. "|",
     canonical = json.encode_canonical, last = last })
   local docs = {}
@@ -51,7 +53,7 @@ function M.check(conn, opts)
   for r, row in ipairs(rows) do
     local key = { n = #opts.ids }
     for i, p in ipairs(opts.ids) do key[i] = row[p] end
-    local want = { _id = sql.doc_id(ns, name, key), [kind] = name }
+    local want = { _id = sql.doc_id(ns, name, key, json_ids), [kind] = name }
     for i = 1, #cols do
       if row[i] ~= nil and fields[i] then want[fields[i]] = row[i] end
     end

@@ -506,6 +506,21 @@ INSERT INTO types_t (id) VALUES (3);
       check(c, { sql = "SELECT * FROM shaped WHERE n > ? ORDER BY n", params = { -2 ^ 60, n = 1 },
         ids = { 8, 2 }, ts = 9, namespace = "", kind = "query", name = "q|1" })
       assert(c:query("DROP TABLE shaped"))
+      -- a JSON key column holds values of every kind: each gets its own id
+      assert(c:query("CREATE TABLE jkeys (j JSON)"))
+      assert(c:query([[INSERT INTO jkeys VALUES ('1'), ('"1"'), ('true'), ('"true"'), ('null'), (NULL),
+        ('{"a": 1}'), ('"{\\"a\\":1}"'), ('[1]'), ('"[1]"')]]))
+      for _, params in ipairs({ false, true }) do
+        local docs = check(c, { sql = params and "SELECT * FROM jkeys WHERE ? = 1" or "SELECT * FROM jkeys",
+          params = params and { 1, n = 1 } or nil, ids = { 1 } })
+        local seen = {}
+        for _, d in ipairs(docs) do
+          assert.is_nil(seen[d._id], d._id)
+          seen[d._id] = true
+        end
+        assert.are.equal(10, #docs)
+      end
+      assert(c:query("DROP TABLE jkeys"))
       c:close()
     end)
   end)

@@ -381,6 +381,19 @@ describe("sluice.pg", function()
       seen[d._id] = true
     end
     assert.are.equal(7, #docs)
+    -- a JSON key column holds values of every kind: each gets its own id
+    assert(conn:query([[CREATE TABLE jkeys (j jsonb);
+      INSERT INTO jkeys VALUES ('1'), ('"1"'), ('true'), ('"true"'), ('null'), (NULL),
+        ('{"a": 1}'), ('"{\"a\":1}"'), ('[1]'), ('"[1]"'), ('"\\N"')]]))
+    docs = check(conn, { sql = "SELECT * FROM jkeys", ids = { 1 } })
+    seen = {}
+    for _, d in ipairs(docs) do
+      assert.is_nil(seen[d._id], d._id)
+      seen[d._id] = true
+    end
+    assert.are.equal(11, #docs)
+    assert.is_true(seen["ns\\|x|t\\\\b|1"] and seen['ns\\|x|t\\\\b|"1"'] and seen["ns\\|x|t\\\\b|\\N"])
+    assert(conn:query("DROP TABLE jkeys"))
     -- a bad shape is refused with the entry it names
     local cur = assert(conn:cursor(q))
     assert.has_error(function() cur:shape({ fields = { "a" }, ids = { 1 }, kind = "t", name = "n",
