@@ -246,7 +246,7 @@ function M.stream(ctx, conn, spec)
   for i, p in ipairs(id_pos) do json_ids[i] = M.JSON_TYPES[columns[p].type] == true end
   cur:shape({ fields = fields, ids = id_pos, json_ids = json_ids, ts = ts_pos, kind = spec.kind, name = spec.name,
     prefix = escape_part(spec.namespace) .. "|" .. escape_part(spec.name) .. "|",
-    canonical = json.encode_canonical, last = last })
+    last = last })
   local ok, perr = pcall(function()
     while true do
       local docs, ferr = cur:fetch()

@@ -2,13 +2,15 @@
  * Row shapes (see rowdoc.h): a SQL row's document, built by the driver.
  *
  * Everything here runs inside a driver's completion callback, outside any
- * protected call, so nothing may raise a Lua error but an out-of-memory
- * one (as for the row arrays it replaces): a table-valued key part is
- * encoded through a pcall, and a key that cannot be encoded leaves the
- * document without an _id, which the engine reports as that document's
- * error.
+ * protected call and on the coroutine that waits for the fetch, so nothing
+ * calls Lua and nothing may raise a Lua error but an out-of-memory one (as
+ * for the row arrays it replaces): a table-valued key part is encoded by
+ * codec/json.c in C, and a key that cannot be encoded leaves the document
+ * without an _id, which the engine reports as that document's error.
  */
 #include "rowdoc.h"
+
+#include "codec/json.h"
 
 #include <lauxlib.h>
 #include <math.h>
@@ -29,7 +31,6 @@ struct sl_rowdoc {
     char *id_json;   /* per key part: the column holds JSON (canonical text) */
     char *is_field;  /* per column */
     int strs_ref;    /* registry: {field names by column, kind, name, "_id", "_timestamp"} */
-    int canon_ref;   /* registry: the canonical encoder for table key parts */
     int last_ref;    /* registry: the table that gets the last row's key, or NOREF */
     int bad_key;     /* this row's key could not be encoded */
     part *parts;
@@ -37,6 +38,7 @@ struct sl_rowdoc {
     size_t prefix_len;
     char *buf; /* the _id or the timestamp being built */
     size_t cap;
+    sl_json_buf json; /* a table-valued or JSON key part's canonical text */
 };
 
 enum { STR_KIND = 1, STR_NAME, STR_ID, STR_TS }; /* after the ncols names */
@@ -139,34 +141,21 @@ static void key_part(lua_State *L, sl_rowdoc *s, part *pt, int json)
         break;
     case LUA_TTABLE:
     canonical: {
-        lua_rawgeti(L, LUA_REGISTRYINDEX, s->canon_ref);
-        lua_pushvalue(L, -2);
-        if (lua_pcall(L, 1, 1, 0) != 0 || lua_type(L, -1) != LUA_TSTRING) {
+        /* json.encode_canonical's text, encoded here in C: no Lua call on
+         * the coroutine that waits for the fetch */
+        const char *err;
+        s->json.len = 0;
+        if (sl_json_encode(L, lua_gettop(L), SL_JSON_CANONICAL, &s->json, &err) != 0 ||
+            part_put(pt, s->json.ptr ? s->json.ptr : "", s->json.len, 1))
             s->bad_key = 1;
-        } else {
-            size_t len;
-            const char *str = lua_tolstring(L, -1, &len);
-            if (part_put(pt, str, len, 1))
-                s->bad_key = 1;
-        }
-        lua_pop(L, 1);
         return;
     }
     default:
         break;
     }
-    /* userdata, cdata: what tostring() says */
-    lua_getglobal(L, "tostring");
-    lua_pushvalue(L, -2);
-    if (lua_pcall(L, 1, 1, 0) != 0 || lua_type(L, -1) != LUA_TSTRING) {
-        s->bad_key = 1;
-    } else {
-        size_t len;
-        const char *str = lua_tolstring(L, -1, &len);
-        if (part_put(pt, str, len, 1))
-            s->bad_key = 1;
-    }
-    lua_pop(L, 1);
+    /* userdata, cdata: no driver gives one; the engine reports the
+     * document as having no usable _id */
+    s->bad_key = 1;
 }
 
 static int isd(char c) { return c >= '0' && c <= '9'; }
@@ -236,7 +225,7 @@ sl_rowdoc *sl_rowdoc_new(lua_State *L, int idx, int ncols)
         luaL_error(L, "out of memory");
     s->ncols = ncols;
     s->nids = nids;
-    s->strs_ref = s->canon_ref = s->last_ref = LUA_NOREF;
+    s->strs_ref = s->last_ref = LUA_NOREF;
     s->id_col = calloc((size_t)nids, sizeof *s->id_col);
     s->parts = calloc((size_t)nids, sizeof *s->parts);
     s->is_field = calloc((size_t)(ncols ? ncols : 1), 1);
@@ -300,12 +289,6 @@ sl_rowdoc *sl_rowdoc_new(lua_State *L, int idx, int ncols)
         sl_rowdoc_free(L, s);
         luaL_error(L, "shape.ts: expected a column position from 1 to %d", ncols);
     }
-    lua_getfield(L, idx, "canonical");
-    if (!lua_isfunction(L, -1)) {
-        sl_rowdoc_free(L, s);
-        luaL_error(L, "shape.canonical: expected a function");
-    }
-    s->canon_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_getfield(L, idx, "last");
     if (lua_istable(L, -1))
         s->last_ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -329,7 +312,6 @@ void sl_rowdoc_free(lua_State *L, sl_rowdoc *s)
     if (!s)
         return;
     luaL_unref(L, LUA_REGISTRYINDEX, s->strs_ref);
-    luaL_unref(L, LUA_REGISTRYINDEX, s->canon_ref);
     luaL_unref(L, LUA_REGISTRYINDEX, s->last_ref);
     for (int i = 0; s->parts && i < s->nids; i++)
         free(s->parts[i].p);
@@ -339,6 +321,7 @@ void sl_rowdoc_free(lua_State *L, sl_rowdoc *s)
     free(s->is_field);
     free(s->prefix);
     free(s->buf);
+    sl_json_buf_free(&s->json);
     free(s);
 }
 

@@ -33,7 +33,6 @@ typedef struct sl_rowdoc sl_rowdoc;
  *     comes from a JSON column: its canonical JSON text, so 1 and "1" differ),
  *     ts = column | nil, prefix = string,
  *     kind = string, name = string (doc[kind] = name),
- *     canonical = function (a table-valued key part's text),
  *     last = table | nil (gets the last row's key values 1..#ids and
  *            its raw timestamp value under "ts") }
  * ncols is the result's column count; #fields must match it. Raises a Lua

@@ -3,7 +3,6 @@
 -- arrays and as shaped documents, and every document must be what the Lua
 -- rules make of its row. Shared by the pg and mysql specs.
 local sql = require("sluice.sql")
-local json = require("sluice.json")
 local assert = require("luassert")
 
 local M = {}
@@ -37,7 +36,7 @@ function M.check(conn, opts)
   for i, p in ipairs(opts.ids) do json_ids[i] = sql.JSON_TYPES[cols[p].type] == true end
   cur:shape({ fields = fields, ids = opts.ids, json_ids = json_ids, ts = opts.ts, kind = kind, name = name,
     prefix = ns:gsub("[\\|]", "\\%0") .. "|" .. name:gsub("[\\|]", "\\%0") .. "|",
-    canonical = json.encode_canonical, last = last })
+    last = last })
   local docs = {}
   while true do
     local batch = assert(cur:fetch())
