@@ -521,6 +521,16 @@ INSERT INTO types_t (id) VALUES (3);
         assert.are.equal(10, #docs)
       end
       assert(c:query("DROP TABLE jkeys"))
+      -- values longer than the binary protocol's first buffer are read again
+      -- into a bigger one, id column included
+      assert(c:query("CREATE TABLE longv (k MEDIUMTEXT, v LONGTEXT)"))
+      assert(c:query("INSERT INTO longv VALUES (REPEAT('k|', 40000), REPEAT('v', 300000)), ('short', 'x'),"
+        .. " (REPEAT('\\\\', 5000), REPEAT('w', 70000))"))
+      local docs = check(c, { sql = "SELECT * FROM longv WHERE ? = 1 ORDER BY LENGTH(v)", params = { 1, n = 1 },
+        ids = { 1 }, fetch_size = 1 })
+      assert.are.equal(3, #docs)
+      assert.are.equal(300000, #docs[3].v)
+      assert(c:query("DROP TABLE longv"))
       c:close()
     end)
   end)
