@@ -368,21 +368,23 @@ int es_bulk_add_doc(es_client *c, lua_State *L, int doc, const char *id, size_t 
     lua_pushliteral(L, "_id");
     lua_pushnil(L);
     lua_rawset(L, doc);
-    if (hash) {
+    if (hash) { /* the source's own field of that name is put back after */
+        lua_pushstring(L, c->hash_field);
+        lua_rawget(L, doc); /* [saved_id saved_hash_field] */
         lua_pushstring(L, c->hash_field);
         lua_pushlstring(L, hash, hash_len);
         lua_rawset(L, doc);
     }
     int rc = sl_jsonbuf_value(&b->body, L, doc, err);
+    if (hash) {
+        lua_pushstring(L, c->hash_field);
+        lua_insert(L, -2);
+        lua_rawset(L, doc); /* [saved_id] */
+    }
     lua_pushliteral(L, "_id");
     lua_pushvalue(L, -2);
     lua_rawset(L, doc);
     lua_pop(L, 1);
-    if (hash) {
-        lua_pushstring(L, c->hash_field);
-        lua_pushnil(L);
-        lua_rawset(L, doc);
-    }
     if (rc != 0) {
         b->body.len = mark;
         return -1;

@@ -144,7 +144,9 @@ describe("elasticsearch sink", function()
       for k, v in pairs(a) do if k ~= "_id" then b[k] = v end end -- cleaned strings, same values
       assert.is_true(s:put(a, hash, true))
       assert.is_true(s:put(b, hash, false))
-      assert.are.equal("a" .. i, a._id) -- the table is left as it was
+      assert.are.equal("a" .. i, a._id) -- the tables are left as they were
+      assert.are.equal("b" .. i, b._id)
+      assert.are.equal(base._sluice_hash, b._sluice_hash)
     end
     local failures = s:flush()
     local raw = sources(d)
