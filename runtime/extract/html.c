@@ -2,10 +2,12 @@
  * HTML and XHTML: the text a reader sees.
  *
  * libxml2's HTML parser forgives broken markup the way browsers do
- * (unclosed tags, stray entities), decodes every entity, and reads the
- * charset from <meta>. When the document declares none and its bytes are
- * not UTF-8, we guess with uchardet rather than let the parser assume
- * Latin-1, which is wrong for most of the world's legacy pages.
+ * (unclosed tags, stray entities) and decodes every entity. The charset
+ * comes from a BOM, the caller, or the page's first "charset=" (<meta>);
+ * when the document declares none and its bytes are not UTF-8, we guess
+ * with uchardet rather than let the parser assume Latin-1, which is wrong
+ * for most of the world's legacy pages. Pages that are not UTF-8 are
+ * converted here (struct conv), and the parser is always fed UTF-8.
  *
  * It runs as a push parser with SAX callbacks that append text as it is
  * reported, fed in chunks: no tree is built, so a page costs its output and
@@ -17,6 +19,8 @@
  */
 #include "extract/extract.h"
 
+#include <errno.h>
+#include <iconv.h>
 #include <libxml/HTMLparser.h>
 #include <libxml/parserInternals.h>
 #include <libxml/tree.h>
@@ -290,6 +294,35 @@ static int declares_charset(const char *buf, size_t len)
     return 0;
 }
 
+/* The name after the first "charset=" in the first bytes (a <meta charset>
+ * or a Content-Type's parameter), into name; 0 when none is readable. */
+static int declared_charset(const char *buf, size_t len, char *name, size_t size)
+{
+    size_t n = len < 4096 ? len : 4096;
+    for (size_t i = 0; i + 8 <= n; i++) {
+        if ((buf[i] != 'c' && buf[i] != 'C') || strncasecmp(buf + i, "charset", 7) != 0)
+            continue;
+        size_t k = i + 7;
+        while (k < n && (buf[k] == ' ' || buf[k] == '\t'))
+            k++;
+        if (k >= n || buf[k] != '=')
+            continue;
+        k++;
+        while (k < n && (buf[k] == ' ' || buf[k] == '\t' || buf[k] == '"' || buf[k] == '\''))
+            k++;
+        size_t m = 0;
+        while (k < n && m + 1 < size &&
+               ((buf[k] >= 'a' && buf[k] <= 'z') || (buf[k] >= 'A' && buf[k] <= 'Z') ||
+                (buf[k] >= '0' && buf[k] <= '9') || buf[k] == '-' || buf[k] == '_' ||
+                buf[k] == '.' || buf[k] == ':'))
+            name[m++] = buf[k++];
+        name[m] = '\0';
+        if (m > 0)
+            return 1;
+    }
+    return 0;
+}
+
 static int valid_utf8_prefix(const char *buf, size_t len)
 {
     /* libxml2 validates as it parses; a cheap look at the start is enough
@@ -337,10 +370,24 @@ static void forget_lookup(htmlParserCtxtPtr ctxt)
         ctxt->checkIndex = 0;
 }
 
+/* A charset other than UTF-8 is converted here, not by libxml2: its
+ * converter stops the parse at the first byte the charset does not allow
+ * (a page with one bad byte lost all its text), where ours writes U+FFFD
+ * for it and goes on, as text.c does for plain text. */
+typedef struct conv {
+    iconv_t cd;
+    char carry[16]; /* room for an incomplete sequence staged before a chunk */
+    char *in;       /* staged input: such a sequence, then up to CHUNK bytes */
+    size_t n;
+    char *out;
+    size_t cap;
+} conv;
+
 struct sl_html_stream {
     html_sax h;
     size_t skip;  /* BOM bytes still to drop from the front */
     int stopped;  /* full text, timeout or no memory: no more input */
+    conv *cv;     /* NULL: UTF-8, or libxml2 converts */
 };
 
 /* Starts a parse; enc (may be NULL: from the document) overrides any
@@ -373,6 +420,18 @@ static sl_html_stream *stream_new(const char *enc, size_t skip, const sl_extract
     h->ctxt = ctxt;
     htmlCtxtUseOptions(ctxt, HTML_PARSE_RECOVER | HTML_PARSE_NONET |
                                  HTML_PARSE_NOERROR | HTML_PARSE_NOWARNING);
+    if (enc && strcasecmp(enc, "UTF-8") != 0 && strcasecmp(enc, "UTF8") != 0) {
+        iconv_t cd = iconv_open("UTF-8", enc);
+        if (cd != (iconv_t)-1) {
+            st->cv = calloc(1, sizeof *st->cv);
+            if (!st->cv) {
+                iconv_close(cd);
+            } else {
+                st->cv->cd = cd;
+                enc = "UTF-8"; /* what the parser is fed */
+            }
+        }
+    }
     if (enc) {
         /* one libxml2 cannot load: let the document decide */
         xmlCharEncodingHandlerPtr hd = xmlFindCharEncodingHandler(enc);
@@ -385,14 +444,9 @@ static sl_html_stream *stream_new(const char *enc, size_t skip, const sl_extract
     return st;
 }
 
-int sl_extract_html_feed(sl_html_stream *st, const char *buf, size_t len)
+/* Hands n bytes of UTF-8 to the parser, CHUNK at a time. */
+static void parse_utf8(sl_html_stream *st, const char *buf, size_t len)
 {
-    if (st->skip) {
-        size_t n = st->skip < len ? st->skip : len;
-        st->skip -= n;
-        buf += n;
-        len -= n;
-    }
     htmlParserCtxtPtr ctxt = st->h.ctxt;
     while (len > 0 && !st->stopped) {
         size_t n = len < CHUNK ? len : CHUNK;
@@ -407,6 +461,77 @@ int sl_extract_html_feed(sl_html_stream *st, const char *buf, size_t len)
             st->stopped = 1;
         }
     }
+}
+
+static const char REPL[] = "\xEF\xBF\xBD"; /* U+FFFD */
+
+/* Converts the staged bytes and parses them. An incomplete sequence at the
+ * end stays staged for the next chunk, unless this is the end (final):
+ * then, like a byte the charset does not allow, it becomes U+FFFD. */
+static void convert_staged(sl_html_stream *st, int final)
+{
+    conv *cv = st->cv;
+    char *in = cv->in;
+    size_t inleft = cv->n;
+    while (inleft > 0 && !st->stopped) {
+        char *o = cv->out;
+        size_t oleft = cv->cap;
+        size_t r = iconv(cv->cd, &in, &inleft, &o, &oleft);
+        int e = r == (size_t)-1 ? errno : 0;
+        parse_utf8(st, cv->out, (size_t)(o - cv->out));
+        if (e == 0 || e == E2BIG)
+            continue;
+        if (e == EINVAL && !final)
+            break; /* the rest of a sequence is in the next chunk */
+        parse_utf8(st, REPL, 3);
+        if (e == EINVAL) {
+            inleft = 0;
+            break;
+        }
+        in++; /* the byte the charset does not allow */
+        inleft--;
+        iconv(cv->cd, NULL, NULL, NULL, NULL);
+    }
+    memmove(cv->in, in, inleft);
+    cv->n = inleft;
+}
+
+/* Stages and converts buf, CHUNK bytes at a time. */
+static void parse_converted(sl_html_stream *st, const char *buf, size_t len)
+{
+    conv *cv = st->cv;
+    if (!cv->in) {
+        cv->cap = 2 * CHUNK;
+        cv->in = malloc(CHUNK + sizeof cv->carry);
+        cv->out = malloc(cv->cap);
+        if (!cv->in || !cv->out) {
+            sl_extract_error(st->h.out, "out of memory");
+            st->stopped = 1;
+            return;
+        }
+    }
+    while (len > 0 && !st->stopped) {
+        size_t take = len < CHUNK ? len : CHUNK;
+        memcpy(cv->in + cv->n, buf, take); /* n <= an incomplete sequence */
+        cv->n += take;
+        buf += take;
+        len -= take;
+        convert_staged(st, 0);
+    }
+}
+
+int sl_extract_html_feed(sl_html_stream *st, const char *buf, size_t len)
+{
+    if (st->skip) {
+        size_t n = st->skip < len ? st->skip : len;
+        st->skip -= n;
+        buf += n;
+        len -= n;
+    }
+    if (st->cv)
+        parse_converted(st, buf, len);
+    else
+        parse_utf8(st, buf, len);
     return st->stopped;
 }
 
@@ -414,6 +539,8 @@ int sl_extract_html_end(sl_html_stream *st)
 {
     htmlParserCtxtPtr ctxt = st->h.ctxt;
     sl_extract_result *out = st->h.out;
+    if (st->cv && !st->stopped && st->cv->n) /* ends inside a sequence */
+        convert_staged(st, 1);
     if (!st->stopped)
         htmlParseChunk(ctxt, NULL, 0, 1); /* closes what is still open */
     if (!out->err[0] && ctxt->errNo == XML_ERR_NO_MEMORY)
@@ -422,6 +549,12 @@ int sl_extract_html_end(sl_html_stream *st)
         xmlFreeDoc(ctxt->myDoc);
     htmlFreeParserCtxt(ctxt);
     free(st->h.modes);
+    if (st->cv) {
+        iconv_close(st->cv->cd);
+        free(st->cv->in);
+        free(st->cv->out);
+        free(st->cv);
+    }
     free(st);
     return out->err[0] ? SL_EXTRACT_ERR : SL_EXTRACT_OK;
 }
@@ -448,7 +581,7 @@ static size_t bom(const char *buf, size_t len, const char **enc)
 sl_html_stream *sl_extract_html_begin(const char *head, size_t len, const char *charset,
                                       const sl_extract_limits *lim, sl_extract_result *out)
 {
-    char guess[64] = "";
+    char guess[64] = "", decl[64];
     const char *enc = charset && *charset ? charset : NULL;
     sl_extract_init_libxml();
     /* the push parser does not look for a BOM; a BOM outranks a declared
@@ -457,6 +590,8 @@ sl_html_stream *sl_extract_html_begin(const char *head, size_t len, const char *
     size_t skip = bom(head, len, &bom_enc);
     if (skip) {
         enc = bom_enc;
+    } else if (!enc && declared_charset(head, len, decl, sizeof decl)) {
+        enc = decl; /* read here so that our converter, not libxml2's, runs */
     } else if (!enc && !declares_charset(head, len)) {
         if (valid_utf8_prefix(head, len)) {
             enc = "UTF-8";

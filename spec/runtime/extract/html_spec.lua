@@ -68,6 +68,26 @@ describe("HTML extraction", function()
     assert.are.same({ "Grüße", "Ü" }, { r.text, r.title })
   end)
 
+  it("keeps a page's text when some bytes are not in its declared charset", function()
+    -- Shift_JIS: "あ" is 0x82 0xA0; 0xFF and a lone 0x80 are not Shift_JIS
+    local r = html('<html><head><meta charset="shift_jis"><title>\130\160</title></head>' ..
+      '<body><p>\130\160 ok \255 bad \128</p><p>end</p></body></html>')
+    assert.are.same({ "あ ok \u{FFFD} bad \u{FFFD}\nend", "あ" }, { r.text, r.title })
+    -- the same with the charset from a Content-Type meta
+    r = html('<meta http-equiv="Content-Type" content="text/html; charset=Shift_JIS"><p>\130\160\255</p>')
+    assert.are.equal("あ\u{FFFD}", r.text)
+    -- a two-byte character across every chunk boundary position, and one
+    -- cut off by the end of the input
+    for shift = 0, 3 do
+      local lead = '<html><head><meta charset="shift_jis"></head><body><p>'
+      local pad = string.rep("w", CHUNK - #lead - shift)
+      r = html(lead .. pad .. "\130\160\130\162</p><p>end</p></body></html>")
+      assert.are.equal("あい\nend", r.text:sub(-#"あい\nend"), "shift " .. shift)
+    end
+    r = html('<meta charset="shift_jis"><p>ok \130')
+    assert.are.equal("ok \u{FFFD}", r.text)
+  end)
+
   it("stops at max_chars with truncated set", function()
     local r = assert(extract.text("<body>" .. string.rep("<p>abcdefghij</p>", 100000) .. "</body>",
       { type = "html", max_chars = 25 }))
