@@ -548,22 +548,30 @@ void sl_pg_push_columns(lua_State *L, const PGresult *r, const sl_pg_type *types
     }
 }
 
+/* Pushes the value of one cell and returns 1, or returns 0 for NULL
+ * (nothing pushed). Unknown types come as strings. */
+static inline int push_cell(lua_State *L, const PGresult *r, const sl_pg_type *types, int row,
+                            int col)
+{
+    if (PQgetisnull(r, row, col))
+        return 0;
+    int kind = types[col].kind, elem = types[col].elem_kind;
+    if (elem == SL_PG_UNKNOWN)
+        elem = SL_PG_STRING;
+    sl_pg_push_value(L, kind == SL_PG_UNKNOWN ? SL_PG_STRING : kind, elem, PQgetvalue(r, row, col),
+                     (size_t)PQgetlength(r, row, col));
+    return 1;
+}
+
 void sl_pg_push_rows(lua_State *L, const PGresult *r, const sl_pg_type *types)
 {
     int nrows = PQntuples(r), ncols = PQnfields(r);
     lua_createtable(L, nrows, 0);
     for (int row = 0; row < nrows; row++) {
         lua_createtable(L, ncols, 0);
-        for (int col = 0; col < ncols; col++) {
-            if (PQgetisnull(r, row, col))
-                continue;
-            int kind = types[col].kind, elem = types[col].elem_kind;
-            if (elem == SL_PG_UNKNOWN)
-                elem = SL_PG_STRING;
-            sl_pg_push_value(L, kind == SL_PG_UNKNOWN ? SL_PG_STRING : kind, elem,
-                             PQgetvalue(r, row, col), (size_t)PQgetlength(r, row, col));
-            lua_rawseti(L, -2, col + 1);
-        }
+        for (int col = 0; col < ncols; col++)
+            if (push_cell(L, r, types, row, col))
+                lua_rawseti(L, -2, col + 1);
         lua_rawseti(L, -2, row + 1);
     }
 }
@@ -577,16 +585,9 @@ void sl_pg_push_docs(lua_State *L, const PGresult *r, const sl_pg_type *types,
     lua_createtable(L, nrows, 0);
     for (int row = 0; row < nrows; row++) {
         sl_rowdoc_begin(L, shape);
-        for (int col = 0; col < ncols; col++) {
-            if (PQgetisnull(r, row, col))
-                continue;
-            int kind = types[col].kind, elem = types[col].elem_kind;
-            if (elem == SL_PG_UNKNOWN)
-                elem = SL_PG_STRING;
-            sl_pg_push_value(L, kind == SL_PG_UNKNOWN ? SL_PG_STRING : kind, elem,
-                             PQgetvalue(r, row, col), (size_t)PQgetlength(r, row, col));
-            sl_rowdoc_set(L, shape, col);
-        }
+        for (int col = 0; col < ncols; col++)
+            if (push_cell(L, r, types, row, col))
+                sl_rowdoc_set(L, shape, col);
         sl_rowdoc_end(L, shape);
         lua_rawseti(L, -2, row + 1);
     }

@@ -11,6 +11,7 @@
 #include "rowdoc.h"
 
 #include "codec/json.h"
+#include "codec/intfmt.h"
 
 #include <lauxlib.h>
 #include <math.h>
@@ -84,23 +85,6 @@ static int part_put(part *pt, const char *s, size_t n, int escape)
     return 0;
 }
 
-/* The decimal digits of v; returns the length. */
-static int fmt_int(char *out, long long v)
-{
-    char tmp[24];
-    int n = 0, len = 0;
-    unsigned long long u = v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v;
-    do {
-        tmp[n++] = (char)('0' + u % 10);
-        u /= 10;
-    } while (u);
-    if (v < 0)
-        out[len++] = '-';
-    while (n)
-        out[len++] = tmp[--n];
-    return len;
-}
-
 /* The key part of the value on top of the stack, as sluice.sql's
  * key_string makes it. */
 static void key_part(lua_State *L, sl_rowdoc *s, part *pt, int json)
@@ -113,7 +97,7 @@ static void key_part(lua_State *L, sl_rowdoc *s, part *pt, int json)
     case LUA_TNUMBER: {
         double v = lua_tonumber(L, -1);
         if (v == floor(v) && v > -9007199254740992.0 && v < 9007199254740992.0)
-            n = fmt_int(tmp, (long long)v); /* snprintf was a third of a row's shaping */
+            n = sl_fmt_int(tmp, (long long)v); /* snprintf was a third of a row's shaping */
         else if (v == floor(v) && v > -9223372036854775808.0 && v < 9223372036854775808.0)
             n = snprintf(tmp, sizeof tmp, "%.0f", v);
         else

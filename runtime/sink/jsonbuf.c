@@ -11,6 +11,7 @@
  */
 #include "jsonbuf.h"
 #include "codec/keyorder.h"
+#include "codec/intfmt.h"
 
 #include <lauxlib.h>
 #include <math.h>
@@ -187,24 +188,6 @@ int sl_jsonbuf_string(sl_jsonbuf *b, const char *str, size_t n)
     return 0;
 }
 
-/* Writes the decimal digits of v (|v| <= 2^53) into out; returns the
- * length. snprintf's format parsing is measurable once per document. */
-static int fmt_int(char *out, long long v)
-{
-    char tmp[24];
-    int n = 0, len = 0;
-    unsigned long long u = v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v;
-    do {
-        tmp[n++] = (char)('0' + u % 10);
-        u /= 10;
-    } while (u);
-    if (v < 0)
-        out[len++] = '-';
-    while (n)
-        out[len++] = tmp[--n];
-    return len;
-}
-
 int sl_jsonbuf_number(sl_jsonbuf *b, double x)
 {
     char tmp[400]; /* %.0f of DBL_MAX is 309 digits */
@@ -215,7 +198,7 @@ int sl_jsonbuf_number(sl_jsonbuf *b, double x)
         if (x == 0)
             x = 0; /* no "-0" */
         if (x >= -9007199254740992.0 && x <= 9007199254740992.0)
-            n = fmt_int(tmp, (long long)x);
+            n = sl_fmt_int(tmp, (long long)x);
         else
             n = snprintf(tmp, sizeof tmp, "%.0f", x);
     } else {
