@@ -272,23 +272,6 @@ static inline int ch_head(ch_walk *w, char tag, uint64_t v)
     return ch_tag(w, tag, v, NULL, 0);
 }
 
-/* A number key's text, as the JSON encoder writes it (codec/json.c
- * fmt_number): the sort order and the duplicate check depend on it. */
-static size_t ch_number_text(double d, char out[40])
-{
-    if (!isfinite(d))
-        return 0;
-    if (d == floor(d) && fabs(d) <= CH_EXACT_INT)
-        return (size_t)snprintf(out, 40, "%lld", (long long)d);
-    int len = 0;
-    for (int prec = 15; prec <= 17; prec++) {
-        len = snprintf(out, 40, "%.*g", prec, d);
-        if (strtod(out, NULL) == d)
-            break;
-    }
-    return (size_t)len;
-}
-
 /* Values the canonical form leaves out (codec/json.c is_skippable). All
  * but functions the sinks' JSON writer may write (int64 cdata, userdata
  * with a __jsontype), so leaving one out makes the form unfit for
@@ -404,7 +387,7 @@ static int ch_key_of(ch_walk *w, int kidx, ch_key *k)
          * (sink/jsonbuf.c number_key: 0.1 as 0.10000000000000001) */
         if (k->num != floor(k->num) || fabs(k->num) > CH_EXACT_INT)
             w->lossy = 1;
-        k->n = ch_number_text(k->num, buf);
+        k->n = sl_json_number_text(k->num, buf);
         if (k->n == 0) {
             w->err = "cannot encode nan or inf";
             return -1;

@@ -84,7 +84,7 @@ typedef struct enc {
 /* Formats a finite number: integral values up to 2^53 as plain integers,
  * others with the fewest significant digits that read back to the same
  * double. Returns the length, or 0 for NaN and infinities. */
-static size_t fmt_number(double d, char out[40])
+size_t sl_json_number_text(double d, char out[40])
 {
     if (!isfinite(d))
         return 0;
@@ -306,7 +306,7 @@ static int key_of(enc *e, int idx, key_ref *k)
     }
     if (lua_type(L, idx) == LUA_TNUMBER) {
         k->num = lua_tonumber(L, idx);
-        k->n = fmt_number(k->num, k->buf);
+        k->n = sl_json_number_text(k->num, k->buf);
         if (k->n == 0) {
             e->err = "cannot encode nan or inf";
             return -1;
@@ -403,7 +403,7 @@ static int enc_object_fast(enc *e, int idx, size_t n, int depth)
             lua_pushvalue(L, -2); /* [... key value key] */
         } else if (kt == LUA_TNUMBER) {
             char buf[40];
-            k.n = fmt_number(lua_tonumber(L, -2), buf);
+            k.n = sl_json_number_text(lua_tonumber(L, -2), buf);
             if (k.n == 0) {
                 e->err = "cannot encode nan or inf";
                 goto fail;
@@ -527,7 +527,7 @@ static int enc_value(enc *e, int idx, int depth)
     case LUA_TBOOLEAN:
         return lua_toboolean(L, idx) ? put(e, "true", 4) : put(e, "false", 5);
     case LUA_TNUMBER:
-        len = fmt_number(lua_tonumber(L, idx), num);
+        len = sl_json_number_text(lua_tonumber(L, idx), num);
         if (!len) {
             e->err = "cannot encode nan or inf";
             return -1;

@@ -35,6 +35,12 @@ enum {
  * discards). Raises only when Lua itself runs out of memory. */
 int sl_json_encode(lua_State *L, int idx, unsigned flags, sl_json_buf *b, const char **err);
 
+/* A finite number's text as the encoder writes it: integral values up to
+ * 2^53 as plain integers, others with the fewest significant digits that
+ * read back to the same double. Returns the length, 0 for NaN and
+ * infinities. The content hash sorts number keys by it. */
+size_t sl_json_number_text(double d, char out[40]);
+
 /* Decodes the n bytes at s and pushes the value; returns 0. On malformed
  * input pushes nothing, writes "<problem> at byte N" (N 1-based) to err and
  * returns -1. */

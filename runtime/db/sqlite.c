@@ -211,6 +211,16 @@ static void stmt_done(sqlite3_stmt *st, int cached)
     }
 }
 
+/* Whether a Lua number is an integer SQLite stores exactly (then in *v):
+ * integers bind as INTEGER, everything else as REAL. */
+static int as_int64(double x, sqlite3_int64 *v)
+{
+    if (x != floor(x) || x < -9223372036854775808.0 || x >= 9223372036854775808.0)
+        return 0;
+    *v = (sqlite3_int64)x;
+    return 1;
+}
+
 /* Raises unless every argument from `first` is a bindable type. Runs before
  * any statement is taken so a raise leaks nothing. */
 static void check_params(lua_State *L, int first)
@@ -238,8 +248,9 @@ static int bind_params(lua_State *L, sqlite3_stmt *st, int first, int transient)
             break;
         case LUA_TNUMBER: {
             double x = lua_tonumber(L, idx);
-            if (x == floor(x) && x >= -9223372036854775808.0 && x < 9223372036854775808.0)
-                sqlite3_bind_int64(st, i + 1, (sqlite3_int64)x);
+            sqlite3_int64 v;
+            if (as_int64(x, &v))
+                sqlite3_bind_int64(st, i + 1, v);
             else
                 sqlite3_bind_double(st, i + 1, x);
             break;
@@ -416,8 +427,9 @@ static int l_run_array(lua_State *L)
             break;
         case LUA_TNUMBER: {
             double x = lua_tonumber(L, -1);
-            if (x == floor(x) && x >= -9223372036854775808.0 && x < 9223372036854775808.0)
-                sqlite3_bind_int64(st, i, (sqlite3_int64)x);
+            sqlite3_int64 v;
+            if (as_int64(x, &v))
+                sqlite3_bind_int64(st, i, v);
             else
                 sqlite3_bind_double(st, i, x);
             break;
@@ -576,17 +588,10 @@ static int l_defer(lua_State *L)
         switch (lua_type(L, -1)) {
         case LUA_TNIL: v->type = SL_SQV_NULL; break;
         case LUA_TBOOLEAN: v->type = SL_SQV_INT; v->i = lua_toboolean(L, -1); break;
-        case LUA_TNUMBER: {
-            double x = lua_tonumber(L, -1);
-            if (x == floor(x) && x >= -9223372036854775808.0 && x < 9223372036854775808.0) {
-                v->type = SL_SQV_INT;
-                v->i = (sqlite3_int64)x;
-            } else {
-                v->type = SL_SQV_DOUBLE;
-                v->d = x;
-            }
+        case LUA_TNUMBER:
+            v->d = lua_tonumber(L, -1);
+            v->type = as_int64(v->d, &v->i) ? SL_SQV_INT : SL_SQV_DOUBLE;
             break;
-        }
         case LUA_TSTRING:
             v->type = SL_SQV_TEXT;
             v->s = lua_tolstring(L, -1, &v->n);
