@@ -137,10 +137,11 @@ static void *thread_main(void *arg)
             w->tail = NULL;
         w->queued--;
         pthread_cond_signal(&w->room);
-        int skip = w->failed;
+        /* never an op queued after a failure: the failure drops the
+         * queue, and push refuses until the failure is reported */
         w->running = 1;
         pthread_mutex_unlock(&w->mu);
-        int rc = skip ? 0 : run_op(w, o, err, sizeof err);
+        int rc = run_op(w, o, err, sizeof err);
         free(o);
         pthread_mutex_lock(&w->mu);
         w->running = 0;
