@@ -374,10 +374,11 @@ static void forget_lookup(htmlParserCtxtPtr ctxt)
  * converter stops the parse at the first byte the charset does not allow
  * (a page with one bad byte lost all its text), where ours writes U+FFFD
  * for it and goes on, as text.c does for plain text. */
+#define SEQ_MAX 16 /* more than any charset's incomplete sequence */
+
 typedef struct conv {
     iconv_t cd;
-    char carry[16]; /* room for an incomplete sequence staged before a chunk */
-    char *in;       /* staged input: such a sequence, then up to CHUNK bytes */
+    char *in;       /* staged: an incomplete sequence, then up to CHUNK bytes */
     size_t n;
     char *out;
     size_t cap;
@@ -502,7 +503,7 @@ static void parse_converted(sl_html_stream *st, const char *buf, size_t len)
     conv *cv = st->cv;
     if (!cv->in) {
         cv->cap = 2 * CHUNK;
-        cv->in = malloc(CHUNK + sizeof cv->carry);
+        cv->in = malloc(CHUNK + SEQ_MAX);
         cv->out = malloc(cv->cap);
         if (!cv->in || !cv->out) {
             sl_extract_error(st->h.out, "out of memory");
